@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Export MobileSAM (the official code, PyPI `mobilesam-mirror`) to the ONNX pair samstream serves.
+
+    python3 models/export.py (--checkpoint PATH | --random-init [--seed N]) --out DIR
+                             [--parity-fixtures]
+
+Writes DIR/encoder.onnx, DIR/decoder.onnx and DIR/manifest.json; with --parity-fixtures also
+DIR/parity/ (images, prompts and the reference logits of the official SamPredictor on the very
+same weights), which the Rust parity test compares against. See models/README.md for the I/O
+contract. Random-init weights have MobileSAM's exact architecture, cost and I/O but produce
+meaningless masks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+warnings.filterwarnings("ignore", category=UserWarning)
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+from mobile_sam import SamPredictor, sam_model_registry  # noqa: E402
+from mobile_sam.utils.onnx import SamOnnxModel  # noqa: E402
+
+OPSET = 17
+IMAGE_SIZE = 1024
+EMBEDDING_SHAPE = (1, 256, 64, 64)
+# Seeded random weights give logits within about +-0.3 and IoU predictions within a few
+# thousandths of each other; scaling the last layer of the mask hypernetworks and of the IoU
+# head spreads them over several units, so masks have structure and score order is stable.
+DEFAULT_RANDOM_INIT_GAIN = 24.0
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_model(args: argparse.Namespace) -> tuple[nn.Module, dict]:
+    if args.checkpoint:
+        model = sam_model_registry["vit_t"]()
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+            state = state["model"]
+        model.load_state_dict(state, strict=True)
+        provenance = {
+            "kind": "official_checkpoint",
+            "checkpoint": os.path.basename(args.checkpoint),
+            "checkpoint_sha256": sha256_file(Path(args.checkpoint)),
+            "meaningful_masks": True,
+        }
+    else:
+        torch.manual_seed(args.seed)
+        model = sam_model_registry["vit_t"]()
+        with torch.no_grad():
+            decoder = model.mask_decoder
+            for mlp in decoder.output_hypernetworks_mlps:
+                mlp.layers[-1].weight.mul_(args.gain)
+                mlp.layers[-1].bias.mul_(args.gain)
+            decoder.iou_prediction_head.layers[-1].weight.mul_(args.gain)
+            decoder.iou_prediction_head.layers[-1].bias.mul_(args.gain)
+        provenance = {
+            "kind": "random_init",
+            "seed": args.seed,
+            "hypernetwork_gain": args.gain,
+            "meaningful_masks": False,
+            "warning": "seeded random weights: exact MobileSAM architecture, cost and I/O, "
+            "but the masks mean nothing",
+        }
+    model.eval()
+    return model, provenance
+
+
+class Encoder(nn.Module):
+    """TinyViT image encoder on an already normalised, zero-padded 1024x1024 image."""
+
+    def __init__(self, sam: nn.Module) -> None:
+        super().__init__()
+        self.image_encoder = sam.image_encoder
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.image_encoder(image)
+
+
+class Decoder(SamOnnxModel):
+    """Prompt encoder + mask decoder for a batch of N objects with P prompt tokens each.
+
+    Returns all four mask tokens' low-res logits and IoU predictions, leaving token choice and
+    upscaling to the server (it upscales only what it returns). Points use SamPredictor's
+    labels (1 positive, 0 negative); box corners are labels 2 and 3; a prompt without a box
+    carries one padding point with label -1, exactly as SamPredictor pads it.
+    """
+
+    def __init__(self, sam: nn.Module) -> None:
+        super().__init__(sam, return_single_mask=False)
+
+    def forward(  # type: ignore[override]
+        self,
+        image_embeddings: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_input: torch.Tensor,
+        has_mask_input: torch.Tensor,
+    ):
+        sparse_embedding = self._embed_points(point_coords, point_labels)
+        dense_embedding = self._embed_masks(mask_input, has_mask_input.reshape(-1, 1, 1, 1))
+        low_res_masks, iou_predictions = self.model.mask_decoder.predict_masks(
+            image_embeddings=image_embeddings,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse_embedding,
+            dense_prompt_embeddings=dense_embedding,
+        )
+        return iou_predictions, low_res_masks
+
+
+def export_encoder(sam: nn.Module, path: Path) -> None:
+    dummy = torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    torch.onnx.export(
+        Encoder(sam).eval(),
+        (dummy,),
+        str(path),
+        input_names=["image"],
+        output_names=["image_embeddings"],
+        opset_version=OPSET,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+
+
+def export_decoder(sam: nn.Module, path: Path) -> None:
+    objects, points = 2, 3
+    inputs = (
+        torch.randn(*EMBEDDING_SHAPE),
+        torch.randint(0, IMAGE_SIZE, (objects, points, 2), dtype=torch.float),
+        torch.randint(-1, 4, (objects, points), dtype=torch.float),
+        torch.randn(objects, 1, 256, 256),
+        torch.zeros(objects),
+    )
+    torch.onnx.export(
+        Decoder(sam).eval(),
+        inputs,
+        str(path),
+        input_names=["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
+        output_names=["iou_predictions", "low_res_masks"],
+        dynamic_axes={
+            "point_coords": {0: "objects", 1: "points"},
+            "point_labels": {0: "objects", 1: "points"},
+            "mask_input": {0: "objects"},
+            "has_mask_input": {0: "objects"},
+            "iou_predictions": {0: "objects"},
+            "low_res_masks": {0: "objects"},
+        },
+        opset_version=OPSET,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+
+
+def check_against_torch(sam: nn.Module, out: Path) -> dict:
+    """Runs both exports in onnxruntime and reports their largest deviation from PyTorch."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((1, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    encoder = ort.InferenceSession(str(out / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    embedding = encoder.run(None, {"image": image})[0]
+    with torch.no_grad():
+        reference = sam.image_encoder(torch.from_numpy(image)).numpy()
+    decoder = ort.InferenceSession(str(out / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {
+        "image_embeddings": reference,
+        "point_coords": np.array([[[100.0, 200.0], [0.0, 0.0]], [[10.0, 20.0], [700.0, 600.0]]], np.float32),
+        "point_labels": np.array([[1.0, -1.0], [2.0, 3.0]], np.float32),
+        "mask_input": np.zeros((2, 1, 256, 256), np.float32),
+        "has_mask_input": np.zeros(2, np.float32),
+    }
+    iou, logits = decoder.run(None, feeds)
+    with torch.no_grad():
+        torch_iou, torch_logits = Decoder(sam)(*(torch.from_numpy(v) for v in feeds.values()))
+    return {
+        "encoder_max_abs_diff": float(np.abs(embedding - reference).max()),
+        "decoder_logits_max_abs_diff": float(np.abs(logits - torch_logits.numpy()).max()),
+        "decoder_iou_max_abs_diff": float(np.abs(iou - torch_iou.numpy()).max()),
+    }
+
+
+def write_manifest(args: argparse.Namespace, out: Path, provenance: dict, check: dict) -> None:
+    import onnx
+    import onnxruntime
+
+    manifest = {
+        "model": "MobileSAM (TinyViT-5M encoder, SAM prompt encoder and mask decoder)",
+        "provenance": provenance,
+        "image_size": IMAGE_SIZE,
+        "pixel_mean": [123.675, 116.28, 103.53],
+        "pixel_std": [58.395, 57.12, 57.375],
+        "opset": OPSET,
+        "files": {
+            name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
+            for name in ("encoder.onnx", "decoder.onnx")
+        },
+        "export_check": check,
+        "exporter": {
+            "script_sha256": sha256_file(Path(__file__)),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "mobile_sam": "mobilesam-mirror",
+        },
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="the official mobile_sam.pt (a state_dict)")
+    source.add_argument("--random-init", action="store_true", help="seeded random weights (meaningless masks)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --random-init")
+    parser.add_argument(
+        "--gain",
+        type=float,
+        default=DEFAULT_RANDOM_INIT_GAIN,
+        help="scale of the hypernetwork and IoU head outputs for --random-init",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument(
+        "--parity-fixtures",
+        action="store_true",
+        help="also write DIR/parity/: the official SamPredictor's logits for the parity test",
+    )
+    args = parser.parse_args()
+
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    args.out.mkdir(parents=True, exist_ok=True)
+    sam, provenance = build_model(args)
+    export_encoder(sam, args.out / "encoder.onnx")
+    export_decoder(sam, args.out / "decoder.onnx")
+    # The exporter restores each wrapper's training flag afterwards; a wrapper left in training
+    # mode would put TinyViT's BatchNorms in batch-statistics mode for the reference below.
+    sam.eval()
+    assert not any(m.training for m in sam.modules()), "reference model must be in eval mode"
+    check = check_against_torch(sam, args.out)
+    write_manifest(args, args.out, provenance, check)
+    print(f"exported {provenance['kind']} MobileSAM to {args.out}: {json.dumps(check)}", file=sys.stderr)
+    if args.parity_fixtures:
+        from parity_fixtures import write_fixtures
+
+        write_fixtures(SamPredictor(sam), args.out / "parity")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

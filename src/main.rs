@@ -1,0 +1,56 @@
+use clap::{Parser, Subcommand};
+
+use samstream::client::{self, ClientArgs};
+use samstream::config::ServeConfig;
+
+/// MobileSAM segmentation of images and live video over gRPC.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Segmenter gRPC API (plus health and reflection).
+    Serve(ServeConfig),
+    /// Segment an image through a running server and print masks and timings.
+    Client(ClientArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    samstream::telemetry::init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve(config) => runtime.block_on(serve(config)),
+        Command::Client(args) => runtime.block_on(client::run(args)),
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let server = samstream::server::start(config, shutdown_signal()).await?;
+    // Printed on stdout so scripts that start the server on port 0 can find it.
+    println!("samstream listening on {}", server.addr);
+    server.wait().await
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

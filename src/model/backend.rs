@@ -1,0 +1,47 @@
+//! The synchronous model interface the engine thread drives; tests can swap the backend.
+
+use ndarray::{Array2, Array4, ArrayView4, Axis, s};
+
+use super::prompt::PromptTokens;
+use super::{LOW_RES, MASK_TOKENS, ModelError, PreprocessedImage};
+
+/// Decoder outputs for N objects: IoU predictions `[N, 4]` and low-res logits `[N, 4, 256, 256]`.
+pub struct DecodedObjects {
+    pub iou: Array2<f32>,
+    pub low_res: Array4<f32>,
+}
+
+pub trait MaskModel: Send {
+    /// Image embedding `[1, 256, 64, 64]` of a preprocessed image.
+    fn encode(&mut self, image: &PreprocessedImage) -> Result<Array4<f32>, ModelError>;
+
+    /// One decoder call for objects that all have the same number of prompt tokens.
+    fn decode_batch(&mut self, embedding: ArrayView4<'_, f32>, objects: &[&PromptTokens]) -> Result<DecodedObjects, ModelError>;
+
+    /// The execution provider that really runs the graphs.
+    fn execution_provider(&self) -> &str;
+
+    /// Decodes any set of objects: those with equal token counts share one decoder call, so
+    /// batching never adds padding tokens that would change a mask.
+    fn decode(&mut self, embedding: ArrayView4<'_, f32>, objects: &[PromptTokens]) -> Result<DecodedObjects, ModelError> {
+        if objects.iter().all(|o| o.len() == objects[0].len()) {
+            let all: Vec<&PromptTokens> = objects.iter().collect();
+            return self.decode_batch(embedding, &all);
+        }
+        let mut iou = Array2::<f32>::zeros((objects.len(), MASK_TOKENS));
+        let mut low_res = Array4::<f32>::zeros((objects.len(), MASK_TOKENS, LOW_RES, LOW_RES));
+        let mut lengths: Vec<usize> = objects.iter().map(PromptTokens::len).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        for length in lengths {
+            let indices: Vec<usize> = (0..objects.len()).filter(|&i| objects[i].len() == length).collect();
+            let group: Vec<&PromptTokens> = indices.iter().map(|&i| &objects[i]).collect();
+            let decoded = self.decode_batch(embedding, &group)?;
+            for (row, &i) in indices.iter().enumerate() {
+                iou.row_mut(i).assign(&decoded.iou.row(row));
+                low_res.slice_mut(s![i, .., .., ..]).assign(&decoded.low_res.index_axis(Axis(0), row));
+            }
+        }
+        Ok(DecodedObjects { iou, low_res })
+    }
+}

@@ -1,0 +1,76 @@
+//! `manifest.json` written by `models/export.py`: provenance and file hashes.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::ModelError;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Provenance {
+    /// "official_checkpoint" or "random_init".
+    pub kind: String,
+    pub meaningful_masks: bool,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub checkpoint_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelFileInfo {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub model: String,
+    pub provenance: Provenance,
+    pub image_size: usize,
+    pub opset: u32,
+    pub files: std::collections::BTreeMap<String, ModelFileInfo>,
+}
+
+impl Manifest {
+    pub fn load(model_dir: &Path) -> Result<Self, ModelError> {
+        let path = model_dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| ModelError::Manifest { path: path.display().to_string(), reason: e.to_string() })?;
+        if manifest.image_size != super::IMAGE_SIZE {
+            return Err(ModelError::Manifest {
+                path: path.display().to_string(),
+                reason: format!("image_size {} is not {}", manifest.image_size, super::IMAGE_SIZE),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// Random-init seed or checkpoint hash, for GetModelInfo and the startup log.
+    pub fn provenance_detail(&self) -> String {
+        match (&self.provenance.checkpoint_sha256, self.provenance.seed) {
+            (Some(sha), _) => format!("checkpoint sha256 {sha}"),
+            (None, Some(seed)) => format!("random init, seed {seed}"),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Verifies every listed file against its recorded sha256, so a half-written or swapped
+    /// export is refused at startup rather than served.
+    pub fn verify(&self, model_dir: &Path) -> Result<(), ModelError> {
+        use sha2::{Digest, Sha256};
+        for (name, info) in &self.files {
+            let path = model_dir.join(name);
+            let bytes = std::fs::read(&path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+            let actual = format!("{:x}", Sha256::digest(&bytes));
+            if actual != info.sha256 {
+                return Err(ModelError::Manifest {
+                    path: path.display().to_string(),
+                    reason: format!("sha256 {actual} does not match the manifest's {}", info.sha256),
+                });
+            }
+        }
+        Ok(())
+    }
+}

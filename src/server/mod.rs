@@ -1,0 +1,113 @@
+//! gRPC transport: the Segmenter service, health, reflection, and the server's lifecycle.
+
+mod results;
+mod segmenter;
+mod status;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+pub use segmenter::Segmenter;
+pub use status::ApiError;
+
+use crate::config::ServeConfig;
+use crate::engine::Engine;
+use crate::model::{Manifest, OrtModel, OrtOptions};
+use crate::proto::segmenter_server::SegmenterServer;
+
+/// Health's name for this service (the overall status "" follows it).
+pub const SERVICE_NAME: &str = "samstream.v1.Segmenter";
+
+/// A server accepting connections; dropped or `shutdown()`, it stops serving.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub engine: Engine,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight calls finish, and waits for the server task.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.wait().await
+    }
+
+    /// Runs until the server stops (after `shutdown_signal` resolves, for `serve`).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        Ok(self.task.await.context("server task panicked")??)
+    }
+}
+
+/// Binds `config.listen`, starts loading the model on the inference thread and serves at once:
+/// health reports NOT_SERVING until the model is loaded and warmed up.
+pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<RunningServer> {
+    let manifest = Manifest::load(&config.model_dir)?;
+    manifest.verify(&config.model_dir)?;
+    if !manifest.provenance.meaningful_masks {
+        tracing::warn!("model {}: random-init weights, masks are meaningless", manifest.provenance_detail());
+    }
+    let manifest = Arc::new(manifest);
+    let options = OrtOptions { library: config.ort_lib.clone(), device: config.device, intra_threads: config.intra_threads };
+    let model_dir = config.model_dir.clone();
+    let engine = Engine::start(move || OrtModel::load(&model_dir, &options), config.queue_capacity);
+
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in ["", SERVICE_NAME] {
+        health.set_service_status(name, ServingStatus::NotServing).await;
+    }
+    let ready_engine = engine.clone();
+    tokio::spawn(async move {
+        match ready_engine.ready().await {
+            Ok(provider) => {
+                for name in ["", SERVICE_NAME] {
+                    health.set_service_status(name, ServingStatus::Serving).await;
+                }
+                tracing::info!(%provider, "serving");
+            }
+            Err(e) => tracing::error!(error = %e, "model unavailable; health stays NOT_SERVING"),
+        }
+    });
+
+    // v1 for current tools, v1alpha for grpcurl 1.8 and Postman.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let segmenter = SegmenterServer::new(Segmenter::new(&config, engine.clone(), manifest))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown_rx => {}
+            () = shutdown_signal => {}
+        }
+        tracing::info!("shutting down");
+    };
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(segmenter);
+    let task = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop));
+    tracing::info!(%addr, "listening");
+    Ok(RunningServer { addr, engine, shutdown: Some(shutdown_tx), task })
+}

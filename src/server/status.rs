@@ -1,0 +1,83 @@
+//! The one place where errors of every layer become gRPC statuses.
+
+use thiserror::Error;
+use tonic::Status;
+
+use crate::engine::EngineError;
+use crate::mask::MaskError;
+use crate::model::ModelError;
+use crate::video::ImageError;
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    /// A request field is wrong; `field` is its path, e.g. `objects[1].points[0].x`.
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Unimplemented(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidArgument { field: field.into(), reason: reason.into() }
+    }
+}
+
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> Self {
+        match e {
+            ImageError::Missing => Self::invalid("image", "required"),
+            ImageError::Undecodable(_) | ImageError::InvalidRaw { .. } => {
+                let message = e.to_string();
+                let (field, reason) = message.split_once(": ").unwrap_or(("image", &message));
+                Self::invalid(field, reason)
+            }
+            ImageError::TooManyBytes { .. } | ImageError::TooManyPixels { .. } => Self::ResourceExhausted(e.to_string()),
+            ImageError::OpenCv(e) => Self::Internal(format!("image conversion failed: {e}")),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::NotReady | EngineError::Stopped | EngineError::LoadFailed(_) => Self::Unavailable(e.to_string()),
+            EngineError::QueueFull(_) => Self::ResourceExhausted(format!("{e}; retry later")),
+            EngineError::Model(e) => e.into(),
+        }
+    }
+}
+
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        Self::Internal(format!("model: {e}"))
+    }
+}
+
+impl From<MaskError> for ApiError {
+    fn from(e: MaskError) -> Self {
+        Self::Internal(format!("mask encoding: {e}"))
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Self {
+        let message = e.to_string();
+        match e {
+            ApiError::InvalidArgument { .. } => Status::invalid_argument(message),
+            ApiError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            ApiError::Unavailable(_) => Status::unavailable(message),
+            ApiError::Unimplemented(_) => Status::unimplemented(message),
+            ApiError::Internal(_) => {
+                tracing::error!(error = %message, "internal error");
+                Status::internal(message)
+            }
+        }
+    }
+}

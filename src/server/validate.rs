@@ -1,0 +1,173 @@
+//! Request messages to domain types. Every rejection names the offending field's path.
+
+use std::collections::HashMap;
+
+use crate::model::{BoxPrompt, ObjectPrompt, PointPrompt, PromptLabel};
+use crate::proto;
+
+use super::status::ApiError;
+
+#[derive(Debug, Clone, Copy)]
+pub struct PromptLimits {
+    pub max_objects: usize,
+    pub max_points_per_object: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaskOptions {
+    pub format: proto::MaskFormat,
+    pub multimask: bool,
+}
+
+pub fn mask_options(options: Option<&proto::MaskOptions>) -> Result<MaskOptions, ApiError> {
+    let options = options.cloned().unwrap_or_default();
+    let format = proto::MaskFormat::try_from(options.format)
+        .map_err(|_| ApiError::invalid("mask_options.format", format!("unknown mask format {}", options.format)))?;
+    Ok(MaskOptions { format, multimask: options.multimask_output })
+}
+
+fn finite(field: impl FnOnce() -> String, value: f32) -> Result<f32, ApiError> {
+    if value.is_finite() { Ok(value) } else { Err(ApiError::invalid(field(), format!("must be a finite number, got {value}"))) }
+}
+
+fn point(prefix: &str, p: &proto::Point) -> Result<PointPrompt, ApiError> {
+    let label = match proto::PointLabel::try_from(p.label) {
+        Ok(proto::PointLabel::Positive) => PromptLabel::Positive,
+        Ok(proto::PointLabel::Negative) => PromptLabel::Negative,
+        Ok(proto::PointLabel::Unspecified) | Err(_) => {
+            return Err(ApiError::invalid(
+                format!("{prefix}.label"),
+                format!("must be POINT_LABEL_POSITIVE or POINT_LABEL_NEGATIVE, got {}", p.label),
+            ));
+        }
+    };
+    Ok(PointPrompt {
+        x: finite(|| format!("{prefix}.x"), p.x)?,
+        y: finite(|| format!("{prefix}.y"), p.y)?,
+        label,
+    })
+}
+
+fn bbox(prefix: &str, b: &proto::Box) -> Result<BoxPrompt, ApiError> {
+    let x0 = finite(|| format!("{prefix}.x0"), b.x0)?;
+    let y0 = finite(|| format!("{prefix}.y0"), b.y0)?;
+    let x1 = finite(|| format!("{prefix}.x1"), b.x1)?;
+    let y1 = finite(|| format!("{prefix}.y1"), b.y1)?;
+    if x0 >= x1 {
+        return Err(ApiError::invalid(format!("{prefix}.x1"), format!("must be greater than x0 ({x0}), got {x1}")));
+    }
+    if y0 >= y1 {
+        return Err(ApiError::invalid(format!("{prefix}.y1"), format!("must be greater than y0 ({y0}), got {y1}")));
+    }
+    Ok(BoxPrompt { x0, y0, x1, y1 })
+}
+
+/// Validates the prompts of `field` (e.g. `objects`, `prompts.upsert`) before the image is known.
+pub fn object_prompts(field: &str, objects: &[proto::ObjectPrompt], limits: &PromptLimits) -> Result<Vec<ObjectPrompt>, ApiError> {
+    if objects.len() > limits.max_objects {
+        return Err(ApiError::invalid(field, format!("{} objects exceed the limit of {}", objects.len(), limits.max_objects)));
+    }
+    let mut seen = HashMap::with_capacity(objects.len());
+    objects
+        .iter()
+        .enumerate()
+        .map(|(i, object)| {
+            let prefix = format!("{field}[{i}]");
+            if let Some(first) = seen.insert(object.object_id, i) {
+                return Err(ApiError::invalid(
+                    format!("{prefix}.object_id"),
+                    format!("{} is already used by {field}[{first}]", object.object_id),
+                ));
+            }
+            if object.points.is_empty() && object.r#box.is_none() {
+                return Err(ApiError::invalid(prefix, "needs at least one point or a box"));
+            }
+            if object.points.len() > limits.max_points_per_object {
+                return Err(ApiError::invalid(
+                    format!("{prefix}.points"),
+                    format!("{} points exceed the limit of {}", object.points.len(), limits.max_points_per_object),
+                ));
+            }
+            let points = object
+                .points
+                .iter()
+                .enumerate()
+                .map(|(k, p)| point(&format!("{prefix}.points[{k}]"), p))
+                .collect::<Result<_, _>>()?;
+            let bbox = object.r#box.as_ref().map(|b| bbox(&format!("{prefix}.box"), b)).transpose()?;
+            Ok(ObjectPrompt { object_id: object.object_id, points, bbox, mask_input: None })
+        })
+        .collect()
+}
+
+/// Prompts must lie on the image: 0 <= x <= width, 0 <= y <= height (pixel edges included).
+pub fn prompts_inside(field: &str, prompts: &[ObjectPrompt], width: usize, height: usize) -> Result<(), ApiError> {
+    let (w, h) = (width as f32, height as f32);
+    let check = |name: String, value: f32, limit: f32| {
+        if (0.0..=limit).contains(&value) {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(name, format!("{value} is outside the {width}x{height} image (0..={limit})")))
+        }
+    };
+    for (i, object) in prompts.iter().enumerate() {
+        for (k, p) in object.points.iter().enumerate() {
+            check(format!("{field}[{i}].points[{k}].x"), p.x, w)?;
+            check(format!("{field}[{i}].points[{k}].y"), p.y, h)?;
+        }
+        if let Some(b) = object.bbox {
+            check(format!("{field}[{i}].box.x0"), b.x0, w)?;
+            check(format!("{field}[{i}].box.y0"), b.y0, h)?;
+            check(format!("{field}[{i}].box.x1"), b.x1, w)?;
+            check(format!("{field}[{i}].box.y1"), b.y1, h)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: PromptLimits = PromptLimits { max_objects: 4, max_points_per_object: 2 };
+
+    fn positive(x: f32, y: f32) -> proto::Point {
+        proto::Point { x, y, label: proto::PointLabel::Positive as i32 }
+    }
+
+    fn object(id: u32, points: Vec<proto::Point>, b: Option<proto::Box>) -> proto::ObjectPrompt {
+        proto::ObjectPrompt { object_id: id, points, r#box: b }
+    }
+
+    fn field_of(e: ApiError) -> String {
+        match e {
+            ApiError::InvalidArgument { field, .. } => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_rejection_names_its_field() {
+        let nan = object(1, vec![positive(f32::NAN, 1.0)], None);
+        assert_eq!(field_of(object_prompts("objects", &[nan], &LIMITS).unwrap_err()), "objects[0].points[0].x");
+        let unlabeled = object(1, vec![proto::Point { x: 1.0, y: 1.0, label: 0 }], None);
+        assert_eq!(field_of(object_prompts("objects", &[unlabeled], &LIMITS).unwrap_err()), "objects[0].points[0].label");
+        let inverted = object(1, vec![], Some(proto::Box { x0: 5.0, y0: 0.0, x1: 1.0, y1: 3.0 }));
+        assert_eq!(field_of(object_prompts("objects", &[inverted], &LIMITS).unwrap_err()), "objects[0].box.x1");
+        let empty = object(7, vec![], None);
+        assert_eq!(field_of(object_prompts("objects", &[empty], &LIMITS).unwrap_err()), "objects[0]");
+        let dup = [object(3, vec![positive(1.0, 1.0)], None), object(3, vec![positive(2.0, 2.0)], None)];
+        assert_eq!(field_of(object_prompts("objects", &dup, &LIMITS).unwrap_err()), "objects[1].object_id");
+        let many = object(1, vec![positive(1.0, 1.0); 3], None);
+        assert_eq!(field_of(object_prompts("objects", &[many], &LIMITS).unwrap_err()), "objects[0].points");
+    }
+
+    #[test]
+    fn coordinates_must_lie_on_the_image() {
+        let ok = object_prompts("objects", &[object(1, vec![positive(10.0, 20.0)], None)], &LIMITS).unwrap();
+        assert!(prompts_inside("objects", &ok, 10, 20).is_ok());
+        assert!(prompts_inside("objects", &ok, 9, 20).is_err());
+        let neg = object_prompts("objects", &[object(1, vec![positive(-0.5, 2.0)], None)], &LIMITS).unwrap();
+        assert_eq!(field_of(prompts_inside("objects", &neg, 10, 10).unwrap_err()), "objects[0].points[0].x");
+    }
+}
