@@ -47,6 +47,14 @@ def synthetic_image(width: int, height: int, seed: int) -> np.ndarray:
         w, h = rng.uniform(0.05, 0.3) * width, rng.uniform(0.05, 0.3) * height
         inside = (xs >= x0) & (xs < x0 + w) & (ys >= y0) & (ys < y0 + h)
         image[inside] = rng.uniform(0, 255, size=3)
+    # Fine gratings (a fence, fabric, text): the detail that a non-antialiased shrink aliases.
+    for _ in range(3):
+        x0, y0 = rng.uniform(0, width * 0.7), rng.uniform(0, height * 0.7)
+        w, h = rng.uniform(0.1, 0.3) * width, rng.uniform(0.1, 0.3) * height
+        inside = (xs >= x0) & (xs < x0 + w) & (ys >= y0) & (ys < y0 + h)
+        period = rng.uniform(2.2, 3.5)
+        grating = 70 * np.sin(2 * np.pi * (xs + 0.6 * ys) / period)
+        image[inside] += grating[inside][:, None]
     image += rng.normal(0, 12, size=image.shape)
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 

@@ -28,10 +28,32 @@ pub struct ClientArgs {
     /// Write each object's mask as PNG into this directory.
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+    /// Seconds to wait for the server's health to report SERVING (model loaded).
+    #[arg(long, default_value_t = 120)]
+    pub ready_timeout: u64,
+}
+
+/// Polls grpc.health.v1 until the server reports SERVING, so a client started together with
+/// the server does not race the model's warm-up.
+async fn wait_until_serving(channel: tonic::transport::Channel, timeout: std::time::Duration) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let mut health = HealthClient::new(channel);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let status = health.check(HealthCheckRequest { service: String::new() }).await.map(|r| r.into_inner().status);
+        if status.as_ref().is_ok_and(|s| *s == ServingStatus::Serving as i32) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("server not SERVING after {timeout:?} (last answer: {status:?})");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 fn numbers(text: &str, expected: usize) -> Result<Vec<f32>, String> {
-    let values: Vec<f32> = text.split(',').take(expected).map(|v| v.trim().parse::<f32>().map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
+    let values: Vec<f32> =
+        text.split(',').take(expected).map(|v| v.trim().parse::<f32>().map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
     if values.len() != expected {
         return Err(format!("expected {expected} comma-separated numbers"));
     }
@@ -58,7 +80,12 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         bail!("give at least one --point or a --box");
     }
     let bytes = std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
-    let mut client = SegmenterClient::connect(args.server.clone()).await.with_context(|| format!("connecting to {}", args.server))?;
+    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.server))?;
+    wait_until_serving(channel.clone(), std::time::Duration::from_secs(args.ready_timeout)).await?;
+    let mut client = SegmenterClient::new(channel);
     let info = client.get_model_info(proto::GetModelInfoRequest {}).await?.into_inner();
     println!("model: {} ({}, {}) on {}", info.name, info.provenance, info.provenance_detail, info.execution_provider);
     if !info.meaningful_masks {

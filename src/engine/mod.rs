@@ -15,8 +15,8 @@ use tracing::Instrument;
 use crate::model::prompt::PromptTokens;
 use crate::model::{DecodedObjects, ImageGeometry, MaskModel, ModelError, PreprocessedImage};
 
-pub use job::{EmbeddingSource, ImageEmbedding, Inference};
 use job::Job;
+pub use job::{EmbeddingSource, ImageEmbedding, Inference};
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -78,11 +78,17 @@ impl Engine {
         }
     }
 
+    pub fn ensure_ready(&self) -> Result<(), EngineError> {
+        match &*self.state.borrow() {
+            EngineState::Ready { .. } => Ok(()),
+            EngineState::Loading => Err(EngineError::NotReady),
+            EngineState::Failed(reason) => Err(EngineError::LoadFailed(reason.clone())),
+        }
+    }
+
     /// Encodes the image (or reuses a cached embedding) and decodes every object's prompt.
     pub async fn infer(&self, source: EmbeddingSource, objects: Vec<PromptTokens>) -> Result<Inference, EngineError> {
-        if !matches!(*self.state.borrow(), EngineState::Ready { .. }) {
-            return Err(EngineError::NotReady);
-        }
+        self.ensure_ready()?;
         let (reply, answer) = oneshot::channel();
         let job = Job { source, objects, reply, span: tracing::Span::current(), enqueued: Instant::now() };
         self.jobs.try_send(job).map_err(|e| match e {
@@ -133,7 +139,12 @@ fn warm_up<M: MaskModel>(model: &mut M) -> Result<(), ModelError> {
     Ok(())
 }
 
-fn process<M: MaskModel>(model: &mut M, source: EmbeddingSource, objects: &[PromptTokens], queued: Duration) -> Result<Inference, EngineError> {
+fn process<M: MaskModel>(
+    model: &mut M,
+    source: EmbeddingSource,
+    objects: &[PromptTokens],
+    queued: Duration,
+) -> Result<Inference, EngineError> {
     let (embedding, encoder) = match source {
         EmbeddingSource::Image(image) => {
             let started = Instant::now();

@@ -50,11 +50,6 @@ pub fn area_and_box(mask: &Mat) -> Result<(u64, proto::Box), MaskError> {
         return Ok((0, proto::Box::default()));
     }
     let rect = opencv::imgproc::bounding_rect(mask)?;
-    let bbox = proto::Box {
-        x0: rect.x as f32,
-        y0: rect.y as f32,
-        x1: (rect.x + rect.width) as f32,
-        y1: (rect.y + rect.height) as f32,
-    };
+    let bbox = proto::Box { x0: rect.x as f32, y0: rect.y as f32, x1: (rect.x + rect.width) as f32, y1: (rect.y + rect.height) as f32 };
     Ok((area, bbox))
 }

@@ -13,9 +13,7 @@ pub fn outer_polygons(mask: &Mat) -> Result<proto::Polygons, MaskError> {
         opencv::imgproc::CHAIN_APPROX_SIMPLE,
         Point::new(0, 0),
     )?;
-    let polygons = contours
-        .iter()
-        .map(|contour| proto::Polygon { xy: contour.iter().flat_map(|p| [p.x as f32, p.y as f32]).collect() })
-        .collect();
+    let polygons =
+        contours.iter().map(|contour| proto::Polygon { xy: contour.iter().flat_map(|p| [p.x as f32, p.y as f32]).collect() }).collect();
     Ok(proto::Polygons { polygons })
 }

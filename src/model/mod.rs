@@ -31,11 +31,9 @@ pub const LOW_RES: usize = 256;
 /// Mask tokens the decoder predicts: token 0 is the single-mask output, 1..3 the candidates.
 pub const MASK_TOKENS: usize = 4;
 
-/// Version of the loaded ONNX Runtime library, from its build string.
-pub fn onnxruntime_version() -> String {
-    let info = ort::info();
-    info.split(',')
-        .find_map(|part| part.trim().strip_prefix("ORT Build Info: git-branch=rel-"))
-        .unwrap_or(info)
-        .to_string()
+/// Version of the ONNX Runtime library, from its versioned file name
+/// (`libonnxruntime.so.1.31.1`); ort's loader refuses a library of another API version.
+pub fn onnxruntime_version(library: &std::path::Path) -> String {
+    let name = library.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name.split_once(".so.").map_or(name.clone(), |(_, version)| version.to_string())
 }

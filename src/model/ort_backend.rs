@@ -102,11 +102,7 @@ impl MaskModel for OrtModel {
                 labels[[i, t]] = *label;
             }
             if let Some(mask) = &object.mask_input {
-                mask_input
-                    .index_axis_mut(Axis(0), i)
-                    .as_slice_mut()
-                    .expect("contiguous")
-                    .copy_from_slice(mask);
+                mask_input.index_axis_mut(Axis(0), i).as_slice_mut().expect("contiguous").copy_from_slice(mask);
                 has_mask[i] = 1.0;
             }
         }

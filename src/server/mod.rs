@@ -1,5 +1,6 @@
 //! gRPC transport: the Segmenter service, health, reflection, and the server's lifecycle.
 
+mod layers;
 mod results;
 mod segmenter;
 mod status;
@@ -103,6 +104,7 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
         tracing::info!("shutting down");
     };
     let router = tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(layers::oversized_message_is_resource_exhausted))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

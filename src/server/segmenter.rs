@@ -24,6 +24,7 @@ pub struct Segmenter {
     preprocessor: Preprocessor,
     image_limits: ImageLimits,
     prompt_limits: PromptLimits,
+    onnxruntime_version: String,
 }
 
 impl Segmenter {
@@ -34,11 +35,14 @@ impl Segmenter {
             preprocessor: Preprocessor::new(config.resize),
             image_limits: config.image_limits(),
             prompt_limits: PromptLimits { max_objects: config.max_objects, max_points_per_object: config.max_points_per_object },
+            onnxruntime_version: crate::model::onnxruntime_version(&config.ort_lib),
         }
     }
 
     async fn segment(&self, request: proto::SegmentRequest) -> Result<proto::SegmentResponse, ApiError> {
         let started = Instant::now();
+        // Refuse at once while the model loads, before paying for the image decode.
+        self.engine.ensure_ready()?;
         let mut timings = StageTimings::default();
         let options = validate::mask_options(request.mask_options.as_ref())?;
         if request.objects.is_empty() {
@@ -81,11 +85,10 @@ impl Segmenter {
     }
 
     fn model_info(&self) -> proto::ModelInfo {
-        // ONNX Runtime is only loaded once the engine is ready; asking it earlier would panic.
-        let (execution_provider, onnxruntime_version) = match &*self.engine.state().borrow() {
-            EngineState::Ready { execution_provider } => (execution_provider.clone(), crate::model::onnxruntime_version()),
-            EngineState::Loading => ("loading".into(), String::new()),
-            EngineState::Failed(reason) => (format!("failed: {reason}"), String::new()),
+        let execution_provider = match &*self.engine.state().borrow() {
+            EngineState::Ready { execution_provider } => execution_provider.clone(),
+            EngineState::Loading => "loading".into(),
+            EngineState::Failed(reason) => format!("failed: {reason}"),
         };
         let m = &self.manifest;
         proto::ModelInfo {
@@ -100,7 +103,7 @@ impl Segmenter {
                 .iter()
                 .map(|(name, f)| proto::ModelFile { name: name.clone(), sha256: f.sha256.clone(), bytes: f.bytes })
                 .collect(),
-            onnxruntime_version,
+            onnxruntime_version: self.onnxruntime_version.clone(),
         }
     }
 }
@@ -108,9 +111,7 @@ impl Segmenter {
 /// CPU-bound work (image decode, resampling, mask encoding) goes to the blocking pool.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
     let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(work))
-        .await
-        .map_err(|e| ApiError::Internal(format!("worker task failed: {e}")))?
+    tokio::task::spawn_blocking(move || span.in_scope(work)).await.map_err(|e| ApiError::Internal(format!("worker task failed: {e}")))?
 }
 
 #[tonic::async_trait]

@@ -41,11 +41,7 @@ fn point(prefix: &str, p: &proto::Point) -> Result<PointPrompt, ApiError> {
             ));
         }
     };
-    Ok(PointPrompt {
-        x: finite(|| format!("{prefix}.x"), p.x)?,
-        y: finite(|| format!("{prefix}.y"), p.y)?,
-        label,
-    })
+    Ok(PointPrompt { x: finite(|| format!("{prefix}.x"), p.x)?, y: finite(|| format!("{prefix}.y"), p.y)?, label })
 }
 
 fn bbox(prefix: &str, b: &proto::Box) -> Result<BoxPrompt, ApiError> {
@@ -88,12 +84,8 @@ pub fn object_prompts(field: &str, objects: &[proto::ObjectPrompt], limits: &Pro
                     format!("{} points exceed the limit of {}", object.points.len(), limits.max_points_per_object),
                 ));
             }
-            let points = object
-                .points
-                .iter()
-                .enumerate()
-                .map(|(k, p)| point(&format!("{prefix}.points[{k}]"), p))
-                .collect::<Result<_, _>>()?;
+            let points =
+                object.points.iter().enumerate().map(|(k, p)| point(&format!("{prefix}.points[{k}]"), p)).collect::<Result<_, _>>()?;
             let bbox = object.r#box.as_ref().map(|b| bbox(&format!("{prefix}.box"), b)).transpose()?;
             Ok(ObjectPrompt { object_id: object.object_id, points, bbox, mask_input: None })
         })

@@ -59,8 +59,7 @@ fn decode_encoded(bytes: &[u8], limits: &ImageLimits) -> Result<Mat, ImageError>
         check_pixels(FIELD, size.width as u64, size.height as u64, limits)?;
     }
     let buffer = Vector::<u8>::from_slice(bytes);
-    let bgr = opencv::imgcodecs::imdecode(&buffer, opencv::imgcodecs::IMREAD_COLOR)
-        .map_err(|e| ImageError::Undecodable(e.message))?;
+    let bgr = opencv::imgcodecs::imdecode(&buffer, opencv::imgcodecs::IMREAD_COLOR).map_err(|e| ImageError::Undecodable(e.message))?;
     if bgr.empty() {
         return Err(ImageError::Undecodable("OpenCV could not decode it".into()));
     }

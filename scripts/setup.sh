@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Idempotent, cached set-up on Debian 12 (run as root): apt packages, the Python venv,
+# the exported model and the release build. Everything heavy is cached outside the clone,
+# under $SAMSTREAM_CACHE (default ~/.cache/samstream), keyed by the content that produced it.
+#
+# Source it to get the environment (SAMSTREAM_MODEL_DIR, ORT_DYLIB_PATH, SAMSTREAM_PYTHON,
+# CARGO_TARGET_DIR, SAMSTREAM_BIN) or run it to just prepare everything.
+set -euo pipefail
+
+SAMSTREAM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SAMSTREAM_CACHE=${SAMSTREAM_CACHE:-$HOME/.cache/samstream}
+mkdir -p "$SAMSTREAM_CACHE"
+log() { echo "[setup] $*" >&2; }
+key_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# --- Debian packages -------------------------------------------------------------------
+# OpenCV (videoio, imgproc, imgcodecs) + clang for the opencv crate's bindings, ffmpeg and
+# GStreamer for video sources, python3-venv for the export/test venv.
+APT_PACKAGES=(libopencv-dev clang libclang-dev pkg-config ffmpeg python3-venv
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { log "cargo not found: install Rust (rustup) first"; exit 1; }
+
+# --- Python venv (export, parity fixtures, pycocotools, grpcurl) ------------------------
+VENV="$SAMSTREAM_CACHE/venv-$(key_of "$SAMSTREAM_ROOT/models/requirements.txt")"
+if [ ! -f "$VENV/.complete" ]; then
+  log "creating $VENV (torch CPU+CUDA wheels are large; first run takes a few minutes)"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -r "$SAMSTREAM_ROOT/models/requirements.txt"
+  touch "$VENV/.complete"
+fi
+SAMSTREAM_PYTHON="$VENV/bin/python"
+ORT_DYLIB_PATH=$("$SAMSTREAM_PYTHON" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so.*")))[-1])')
+
+# --- Model export (seeded random weights unless SAMSTREAM_CHECKPOINT names mobile_sam.pt) ---
+EXPORT_INPUTS=("$SAMSTREAM_ROOT/models/export.py" "$SAMSTREAM_ROOT/models/parity_fixtures.py" "$SAMSTREAM_ROOT/models/requirements.txt")
+if [ -n "${SAMSTREAM_CHECKPOINT:-}" ]; then
+  MODEL_KEY="checkpoint-$(key_of "${EXPORT_INPUTS[@]}" "$SAMSTREAM_CHECKPOINT")"
+  EXPORT_SOURCE=(--checkpoint "$SAMSTREAM_CHECKPOINT")
+else
+  MODEL_KEY="random-seed0-$(key_of "${EXPORT_INPUTS[@]}")"
+  EXPORT_SOURCE=(--random-init --seed 0)
+fi
+SAMSTREAM_MODEL_DIR="$SAMSTREAM_CACHE/models/$MODEL_KEY"
+if [ ! -f "$SAMSTREAM_MODEL_DIR/manifest.json" ]; then
+  log "exporting MobileSAM (${EXPORT_SOURCE[*]}) to $SAMSTREAM_MODEL_DIR"
+  tmp="$SAMSTREAM_MODEL_DIR.tmp.$$"
+  rm -rf "$tmp"
+  (cd "$SAMSTREAM_ROOT/models" && "$SAMSTREAM_PYTHON" export.py "${EXPORT_SOURCE[@]}" --out "$tmp" --parity-fixtures)
+  mkdir -p "$(dirname "$SAMSTREAM_MODEL_DIR")"
+  rm -rf "$SAMSTREAM_MODEL_DIR"
+  mv "$tmp" "$SAMSTREAM_MODEL_DIR"
+fi
+
+# --- Build ------------------------------------------------------------------------------
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SAMSTREAM_CACHE/target}
+log "cargo build --release (target dir $CARGO_TARGET_DIR)"
+(cd "$SAMSTREAM_ROOT" && cargo build --release --locked --quiet)
+SAMSTREAM_BIN="$CARGO_TARGET_DIR/release/samstream"
+
+export SAMSTREAM_ROOT SAMSTREAM_CACHE SAMSTREAM_PYTHON ORT_DYLIB_PATH SAMSTREAM_MODEL_DIR SAMSTREAM_BIN
+log "ready: model $SAMSTREAM_MODEL_DIR, onnxruntime $ORT_DYLIB_PATH"

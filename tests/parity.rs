@@ -1,0 +1,251 @@
+//! Parity with the official PyTorch SamPredictor on the same weights: the export script wrote
+//! four images, sixteen prompt sets and the predictor's full-resolution logits; this runs
+//! samstream's own pipeline (Pillow-exact resize, ONNX encoder/decoder, OpenCV upscaling) on
+//! them. Two deliberately broken pipelines (BGR input, INTER_LINEAR shrinking) must fail.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use ndarray::s;
+use opencv::core::Mat;
+use opencv::prelude::*;
+use samstream::model::postprocess::{chosen_tokens, upscale_logits};
+use samstream::model::prompt::PromptTokens;
+use samstream::model::{BoxPrompt, MaskModel, ObjectPrompt, OrtModel, OrtOptions, PointPrompt, Preprocessor, PromptLabel, ResizeFilter};
+use serde::Deserialize;
+
+const MIN_CORRELATION: f64 = 0.9999;
+const MAX_SIGN_DISAGREEMENT: f64 = 0.001;
+const CONFIDENT_LOGIT: f32 = 0.05;
+
+#[derive(Deserialize)]
+struct Cases {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    image: String,
+    resized_image: String,
+    width: usize,
+    height: usize,
+    points: Vec<[f32; 3]>,
+    #[serde(rename = "box")]
+    bbox: Option<[f32; 4]>,
+    multimask: bool,
+    logits_file: String,
+    logits_shape: [usize; 3],
+    scores: Vec<f32>,
+}
+
+#[derive(Debug)]
+struct Figures {
+    case: String,
+    correlation: f64,
+    sign_disagreement: f64,
+    order_matches: bool,
+}
+
+impl Figures {
+    fn passes(&self) -> bool {
+        self.correlation >= MIN_CORRELATION && self.sign_disagreement <= MAX_SIGN_DISAGREEMENT && self.order_matches
+    }
+}
+
+fn load_cases() -> Vec<Case> {
+    let text =
+        std::fs::read_to_string(common::parity_dir().join("cases.json")).expect("cases.json from models/export.py --parity-fixtures");
+    serde_json::from_str::<Cases>(&text).expect("valid cases.json").cases
+}
+
+fn read_rgb(file: &str) -> Mat {
+    let image = samstream::proto::Image { kind: Some(samstream::proto::image::Kind::Encoded(common::png_bytes(file))) };
+    let limits = samstream::video::ImageLimits { max_pixels: u64::MAX, max_bytes: usize::MAX };
+    samstream::video::decode_image(Some(&image), &limits).expect("fixture decodes")
+}
+
+fn read_logits(case: &Case) -> Vec<f32> {
+    let bytes = std::fs::read(common::parity_dir().join(&case.logits_file)).expect("logits file");
+    let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(values.len(), case.logits_shape.iter().product::<usize>(), "{}: logits size", case.name);
+    values
+}
+
+fn prompt(case: &Case) -> ObjectPrompt {
+    let points = case
+        .points
+        .iter()
+        .map(|&[x, y, label]| PointPrompt { x, y, label: if label == 1.0 { PromptLabel::Positive } else { PromptLabel::Negative } })
+        .collect();
+    let bbox = case.bbox.map(|[x0, y0, x1, y1]| BoxPrompt { x0, y0, x1, y1 });
+    ObjectPrompt { object_id: 1, points, bbox, mask_input: None }
+}
+
+fn pearson(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len() as f64;
+    let (mut sa, mut sb, mut saa, mut sbb, mut sab) = (0f64, 0f64, 0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        sa += x;
+        sb += y;
+        saa += x * x;
+        sbb += y * y;
+        sab += x * y;
+    }
+    let cov = sab - sa * sb / n;
+    cov / ((saa - sa * sa / n).sqrt() * (sbb - sb * sb / n).sqrt())
+}
+
+/// Fraction of confidently classified reference pixels whose sign samstream gets wrong.
+fn sign_disagreement(ours: &[f32], reference: &[f32]) -> f64 {
+    let (mut confident, mut wrong) = (0usize, 0usize);
+    for (&o, &r) in ours.iter().zip(reference) {
+        if r.abs() > CONFIDENT_LOGIT {
+            confident += 1;
+            if (o > 0.0) != (r > 0.0) {
+                wrong += 1;
+            }
+        }
+    }
+    wrong as f64 / confident.max(1) as f64
+}
+
+fn mat_values(m: &Mat) -> Vec<f32> {
+    m.data_typed::<f32>().expect("continuous f32 logits").to_vec()
+}
+
+/// Runs samstream's pipeline on every case whose image passes `include`, optionally with the
+/// image's channels swapped (the classic BGR-for-RGB bug), and returns the per-case figures.
+fn evaluate(filter: ResizeFilter, swap_channels: bool, include: impl Fn(&Case) -> bool) -> Vec<Figures> {
+    let options = OrtOptions { library: common::ort_lib(), device: Default::default(), intra_threads: 1 };
+    let mut model = OrtModel::load(&common::model_dir(), &options).expect("model loads");
+    let preprocessor = Preprocessor::new(filter);
+    let cases = load_cases();
+    let mut by_image: BTreeMap<&str, Vec<&Case>> = BTreeMap::new();
+    for case in cases.iter().filter(|c| include(c)) {
+        by_image.entry(case.image.as_str()).or_default().push(case);
+    }
+    let mut figures = Vec::new();
+    for (image, cases) in by_image {
+        let mut rgb = read_rgb(image);
+        if swap_channels {
+            let mut swapped = Mat::default();
+            opencv::imgproc::cvt_color_def(&rgb, &mut swapped, opencv::imgproc::COLOR_RGB2BGR).unwrap();
+            rgb = swapped;
+        }
+        let input = preprocessor.run(&rgb).expect("preprocess");
+        assert_eq!((input.geometry.width, input.geometry.height), (cases[0].width, cases[0].height));
+        let embedding = model.encode(&input).expect("encoder");
+        for case in cases {
+            let tokens = PromptTokens::new(&prompt(case), &input.geometry);
+            let decoded = model.decode(embedding.view(), &[tokens]).expect("decoder");
+            let iou = decoded.iou.row(0).to_vec();
+            let chosen = chosen_tokens(&iou, case.multimask);
+            let reference = read_logits(case);
+            let plane = case.width * case.height;
+            let mut expected_order: Vec<usize> = (0..case.scores.len()).collect();
+            expected_order.sort_by(|&a, &b| case.scores[b].total_cmp(&case.scores[a]));
+            let first_token = if case.multimask { 1 } else { 0 };
+            let our_order: Vec<usize> = chosen.iter().map(|&(token, _)| token - first_token).collect();
+            let (mut worst_corr, mut worst_sign) = (f64::INFINITY, 0f64);
+            for &(token, _) in &chosen {
+                let low_res = decoded.low_res.slice(s![0, token, .., ..]);
+                let logits = mat_values(&upscale_logits(low_res.as_slice().unwrap(), &input.geometry).unwrap());
+                let reference = &reference[(token - first_token) * plane..][..plane];
+                worst_corr = worst_corr.min(pearson(&logits, reference));
+                worst_sign = worst_sign.max(sign_disagreement(&logits, reference));
+            }
+            figures.push(Figures {
+                case: case.name.clone(),
+                correlation: worst_corr,
+                sign_disagreement: worst_sign,
+                order_matches: our_order == expected_order,
+            });
+        }
+    }
+    for f in &figures {
+        eprintln!(
+            "{:<9} {:<13} bgr={swap_channels:<5} {:<32} corr {:.7} (1-corr {:.1e}) sign-disagree {:.5}% order {} -> {}",
+            "parity",
+            format!("{filter:?}"),
+            f.case,
+            f.correlation,
+            1.0 - f.correlation,
+            100.0 * f.sign_disagreement,
+            if f.order_matches { "ok" } else { "WRONG" },
+            if f.passes() { "pass" } else { "FAIL" }
+        );
+    }
+    figures
+}
+
+fn summary(figures: &[Figures]) -> String {
+    let min_corr = figures.iter().map(|f| f.correlation).fold(f64::INFINITY, f64::min);
+    let max_sign = figures.iter().map(|f| f.sign_disagreement).fold(0.0, f64::max);
+    let failing = figures.iter().filter(|f| !f.passes()).count();
+    format!(
+        "{} cases, {failing} failing; min correlation {min_corr:.7} (1-corr {:.1e}), max sign disagreement {:.4}%",
+        figures.len(),
+        1.0 - min_corr,
+        100.0 * max_sign
+    )
+}
+
+#[test]
+fn resampling_is_bit_exact_with_pillow() {
+    for case in load_cases().iter().filter(|c| c.multimask && c.points.len() == 1 && c.bbox.is_none()) {
+        let rgb = read_rgb(&case.image);
+        let expected = read_rgb(&case.resized_image);
+        let geometry = samstream::model::ImageGeometry::new(case.width, case.height);
+        let ours = samstream::model::resize_rgb8(
+            rgb.data_bytes().unwrap(),
+            case.width,
+            case.height,
+            geometry.resized_width,
+            geometry.resized_height,
+        );
+        assert_eq!((expected.cols() as usize, expected.rows() as usize), (geometry.resized_width, geometry.resized_height));
+        let differing = ours.iter().zip(expected.data_bytes().unwrap()).filter(|(a, b)| a != b).count();
+        assert_eq!(differing, 0, "{}: {differing} bytes differ from SamPredictor's resize", case.image);
+    }
+}
+
+#[test]
+fn matches_the_official_predictor() {
+    let figures = evaluate(ResizeFilter::Pillow, false, |_| true);
+    assert_eq!(figures.len(), 32, "four images x four prompt sets x single/multimask");
+    let report = summary(&figures);
+    eprintln!("parity (pillow resize): {report}");
+    let failing: Vec<&Figures> = figures.iter().filter(|f| !f.passes()).collect();
+    assert!(failing.is_empty(), "parity fails: {report}: {failing:#?}");
+}
+
+#[test]
+fn a_bgr_swap_fails_parity() {
+    let figures = evaluate(ResizeFilter::Pillow, true, |_| true);
+    let report = summary(&figures);
+    eprintln!("parity with BGR input: {report}");
+    assert!(figures.iter().any(|f| !f.passes()), "a BGR swap must fail the parity check: {report}");
+}
+
+#[test]
+fn inter_linear_shrinking_fails_parity() {
+    // Only the images that are shrunk: enlarging with INTER_LINEAR is not the failure under test.
+    let shrunk = |c: &Case| c.width.max(c.height) > samstream::model::IMAGE_SIZE;
+    let figures = evaluate(ResizeFilter::OpencvLinear, false, shrunk);
+    let report = summary(&figures);
+    eprintln!("parity with INTER_LINEAR shrinking: {report}");
+    assert!(figures.iter().any(|f| !f.passes()), "INTER_LINEAR shrinking must fail the parity check: {report}");
+}
+
+#[test]
+fn inter_area_is_close_but_not_the_contract() {
+    // `--resize opencv-area` is documented as close to SamPredictor, not exact: hold it to a
+    // looser bound and log its figures for the README.
+    let figures = evaluate(ResizeFilter::OpencvArea, false, |_| true);
+    let report = summary(&figures);
+    eprintln!("parity with INTER_AREA/INTER_LINEAR (opencv-area): {report}");
+    assert!(figures.iter().all(|f| f.correlation >= 0.999 && f.sign_disagreement <= 0.01), "{report}");
+}

@@ -1,0 +1,156 @@
+//! The unary API against a real server on port 0 through a tonic client: masks, encodings
+//! (checked with pycocotools), timings, model info, health, and every kind of bad input.
+
+mod common;
+
+use samstream::proto::{self, image::Kind, mask::Data};
+use tonic::Code;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+fn encoded(file: &str) -> Option<proto::Image> {
+    Some(proto::Image { kind: Some(Kind::Encoded(common::png_bytes(file))) })
+}
+
+fn point(x: f32, y: f32, positive: bool) -> proto::Point {
+    let label = if positive { proto::PointLabel::Positive } else { proto::PointLabel::Negative };
+    proto::Point { x, y, label: label as i32 }
+}
+
+fn request(
+    image: Option<proto::Image>,
+    objects: Vec<proto::ObjectPrompt>,
+    format: proto::MaskFormat,
+    multimask: bool,
+) -> proto::SegmentRequest {
+    proto::SegmentRequest { image, objects, mask_options: Some(proto::MaskOptions { format: format as i32, multimask_output: multimask }) }
+}
+
+fn landscape_objects() -> Vec<proto::ObjectPrompt> {
+    vec![
+        proto::ObjectPrompt { object_id: 7, points: vec![point(864.0, 562.0, true), point(1300.0, 300.0, false)], r#box: None },
+        proto::ObjectPrompt { object_id: 9, points: vec![], r#box: Some(proto::Box { x0: 400.0, y0: 300.0, x1: 1300.0, y1: 800.0 }) },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_returns_masks_timings_and_model_info() {
+    let server = common::start_server(common::config()).await;
+    let mut client = common::client(&server).await;
+
+    let info = client.get_model_info(proto::GetModelInfoRequest {}).await.unwrap().into_inner();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::model_dir().join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(info.provenance, manifest["provenance"]["kind"].as_str().unwrap());
+    assert_eq!(info.meaningful_masks, manifest["provenance"]["meaningful_masks"].as_bool().unwrap());
+    assert_eq!(info.input_size, 1024);
+    assert_eq!(info.execution_provider, "CPUExecutionProvider");
+    assert!(info.onnxruntime_version.starts_with("1.31"), "onnxruntime {}", info.onnxruntime_version);
+    let encoder = info.files.iter().find(|f| f.name == "encoder.onnx").expect("encoder listed");
+    assert_eq!(encoder.sha256, manifest["files"]["encoder.onnx"]["sha256"].as_str().unwrap());
+
+    let response = client
+        .segment(request(encoded("landscape.png"), landscape_objects(), proto::MaskFormat::CocoRle, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((response.width, response.height), (1920, 1080));
+    assert_eq!(response.objects.iter().map(|o| o.object_id).collect::<Vec<_>>(), vec![7, 9]);
+    for object in &response.objects {
+        let mask = object.mask.as_ref().unwrap();
+        assert_eq!((mask.width, mask.height), (1920, 1080));
+        let Some(Data::CocoRle(rle)) = &mask.data else { panic!("default format is COCO RLE") };
+        assert_eq!(rle.size, vec![1080, 1920]);
+        assert!(object.area > 0 && object.area < 1920 * 1080, "area {}", object.area);
+        assert!(object.candidates.is_empty(), "single-mask output has no candidates");
+        let b = object.bbox.unwrap();
+        assert!(b.x0 < b.x1 && b.y0 < b.y1 && b.x1 <= 1920.0 && b.y1 <= 1080.0);
+    }
+    let t = response.timing.expect("timing");
+    assert!(t.capture_us > 0 && t.preprocess_us > 0 && t.encoder_us > 0 && t.decoder_us > 0 && t.postprocess_us > 0, "{t:?}");
+    let stages = t.capture_us + t.preprocess_us + t.queue_us + t.encoder_us + t.decoder_us + t.postprocess_us;
+    assert!(stages <= t.total_us, "stages {stages} us exceed the total {} us", t.total_us);
+    assert!(t.total_us - stages < t.total_us / 4, "most of the total is accounted for by stages: {t:?}");
+
+    let multi = client
+        .segment(request(encoded("landscape.png"), landscape_objects(), proto::MaskFormat::CocoRle, true))
+        .await
+        .unwrap()
+        .into_inner();
+    for object in &multi.objects {
+        assert_eq!(object.candidates.len(), 3);
+        let scores: Vec<f32> = object.candidates.iter().map(|c| c.score).collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "candidates best first: {scores:?}");
+        assert_eq!(object.score, scores[0]);
+        assert_eq!(object.mask, object.candidates[0].mask);
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rle_png_and_polygons_agree_under_pycocotools() {
+    let server = common::start_server(common::config()).await;
+    let mut client = common::client(&server).await;
+    // The large image: its masks have blobs of several pixels, so the polygon checks bite.
+    let objects = vec![landscape_objects().remove(1)];
+    let mut by_format = Vec::new();
+    for format in [proto::MaskFormat::CocoRle, proto::MaskFormat::Png, proto::MaskFormat::Polygons] {
+        let response = client.segment(request(encoded("landscape.png"), objects.clone(), format, false)).await.unwrap().into_inner();
+        by_format.push(response.objects.into_iter().next().unwrap());
+    }
+    let [rle_object, png_object, polygon_object] = <[proto::ObjectMask; 3]>::try_from(by_format).unwrap();
+    assert_eq!(rle_object.area, png_object.area);
+    assert_eq!(rle_object.area, polygon_object.area);
+    let Some(Data::CocoRle(rle)) = rle_object.mask.unwrap().data else { panic!("rle") };
+    let Some(Data::Png(png)) = png_object.mask.unwrap().data else { panic!("png") };
+    let Some(Data::Polygons(polygons)) = polygon_object.mask.unwrap().data else { panic!("polygons") };
+    let encoded = common::EncodedMask { rle, png, polygons, area: rle_object.area, bbox: rle_object.bbox.unwrap() };
+    // Random-init masks are fine-grained textures, so polygons (outer contours through pixel
+    // centres) are held to the structural checks only; tests/mask_encodings.rs checks their
+    // IoU on solid shapes.
+    match common::check_with_pycocotools(&encoded, None, 0.0) {
+        Ok(report) => eprintln!("pycocotools cross-check: {report}"),
+        Err(report) => panic!("encodings disagree: {report}"),
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_serving_after_warm_up_and_not_before() {
+    // A model whose decoder cannot load never becomes ready: health must say so, and Segment
+    // must answer UNAVAILABLE rather than hang.
+    let broken = tempfile::tempdir().unwrap();
+    for name in ["encoder.onnx", "manifest.json"] {
+        std::fs::copy(common::model_dir().join(name), broken.path().join(name)).unwrap();
+    }
+    std::fs::write(broken.path().join("decoder.onnx"), b"not an onnx graph").unwrap();
+    let manifest_path = broken.path().join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    use sha2::Digest;
+    manifest["files"]["decoder.onnx"]["sha256"] = serde_json::json!(format!("{:x}", sha2::Sha256::digest(b"not an onnx graph")));
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let mut config = common::config();
+    config.model_dir = broken.path().to_path_buf();
+    samstream::telemetry::init_logging();
+    let server = samstream::server::start(config, std::future::pending()).await.unwrap();
+    assert!(server.engine.ready().await.is_err(), "a broken decoder must fail to load");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "samstream.v1.Segmenter"] {
+        let status = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner().status;
+        assert_eq!(status, ServingStatus::NotServing as i32, "service {service:?}");
+    }
+    let mut client = proto::segmenter_client::SegmenterClient::new(channel);
+    let objects = vec![proto::ObjectPrompt { object_id: 1, points: vec![point(10.0, 10.0, true)], r#box: None }];
+    let err = client.segment(request(encoded("small.png"), objects, proto::MaskFormat::CocoRle, false)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    server.shutdown().await.unwrap();
+
+    let server = common::start_server(common::config()).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let mut health = HealthClient::new(channel);
+    for service in ["", "samstream.v1.Segmenter"] {
+        let status = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner().status;
+        assert_eq!(status, ServingStatus::Serving as i32, "service {service:?}");
+    }
+    server.shutdown().await.unwrap();
+}
