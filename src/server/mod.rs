@@ -31,11 +31,19 @@ pub const SERVICE_NAME: &str = "samstream.v1.Segmenter";
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub engine: Engine,
+    /// Becomes `Some(true)` once health reports SERVING, `Some(false)` if the model failed.
+    serving: tokio::sync::watch::Receiver<Option<bool>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
 impl RunningServer {
+    /// Waits until health says SERVING (true) or the model failed to load (false).
+    pub async fn serving(&self) -> bool {
+        let mut serving = self.serving.clone();
+        serving.wait_for(Option::is_some).await.map(|s| s.unwrap_or(false)).unwrap_or(false)
+    }
+
     /// Stops accepting, lets in-flight calls finish, and waits for the server task.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
@@ -71,6 +79,7 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
         health.set_service_status(name, ServingStatus::NotServing).await;
     }
     let ready_engine = engine.clone();
+    let (serving_tx, serving) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
         match ready_engine.ready().await {
             Ok(provider) => {
@@ -78,8 +87,12 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
                     health.set_service_status(name, ServingStatus::Serving).await;
                 }
                 tracing::info!(%provider, "serving");
+                serving_tx.send_replace(Some(true));
             }
-            Err(e) => tracing::error!(error = %e, "model unavailable; health stays NOT_SERVING"),
+            Err(e) => {
+                tracing::error!(error = %e, "model unavailable; health stays NOT_SERVING");
+                serving_tx.send_replace(Some(false));
+            }
         }
     });
 
@@ -111,5 +124,5 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
         .add_service(segmenter);
     let task = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop));
     tracing::info!(%addr, "listening");
-    Ok(RunningServer { addr, engine, shutdown: Some(shutdown_tx), task })
+    Ok(RunningServer { addr, engine, serving, shutdown: Some(shutdown_tx), task })
 }

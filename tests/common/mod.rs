@@ -42,7 +42,7 @@ pub fn config() -> ServeConfig {
 pub async fn start_server(config: ServeConfig) -> RunningServer {
     samstream::telemetry::init_logging();
     let server = samstream::server::start(config, std::future::pending()).await.expect("server starts");
-    server.engine.ready().await.expect("model loads");
+    assert!(server.serving().await, "model loads and health turns SERVING");
     server
 }
 
