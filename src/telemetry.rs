@@ -3,10 +3,18 @@
 
 use tracing_subscriber::EnvFilter;
 
+fn filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"))
+}
+
 pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"));
-    // A second call (several servers in one test process) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).try_init();
+}
+
+/// For tests: output goes through the test harness's capture (shown only for failing tests).
+/// A second call (several servers in one test process) keeps the first subscriber.
+pub fn init_test_logging() {
+    let _ = tracing_subscriber::fmt().with_env_filter(filter()).with_test_writer().try_init();
 }
 
 use std::time::Duration;

@@ -12,7 +12,9 @@ use opencv::core::Mat;
 use opencv::prelude::*;
 use samstream::model::postprocess::{chosen_tokens, upscale_logits};
 use samstream::model::prompt::PromptTokens;
-use samstream::model::{BoxPrompt, MaskModel, ObjectPrompt, OrtModel, OrtOptions, PointPrompt, Preprocessor, PromptLabel, ResizeFilter};
+use samstream::model::{
+    BoxPrompt, ImageEncoder, MaskDecoder, ObjectPrompt, OrtModel, OrtOptions, PointPrompt, Preprocessor, PromptLabel, ResizeFilter,
+};
 use serde::Deserialize;
 
 const MIN_CORRELATION: f64 = 0.9999;
@@ -137,10 +139,10 @@ fn evaluate(filter: ResizeFilter, swap_channels: bool, include: impl Fn(&Case) -
         }
         let input = preprocessor.run(&rgb).expect("preprocess");
         assert_eq!((input.geometry.width, input.geometry.height), (cases[0].width, cases[0].height));
-        let embedding = model.encode(&input).expect("encoder");
+        let embedding = model.encoder.encode(&input).expect("encoder");
         for case in cases {
             let tokens = PromptTokens::new(&prompt(case), &input.geometry);
-            let decoded = model.decode(embedding.view(), &[tokens]).expect("decoder");
+            let decoded = model.decoder.decode(embedding.view(), &[tokens]).expect("decoder");
             let iou = decoded.iou.row(0).to_vec();
             let chosen = chosen_tokens(&iou, case.multimask);
             let reference = read_logits(case);

@@ -130,7 +130,7 @@ async fn health_is_serving_after_warm_up_and_not_before() {
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();
     let mut config = common::config();
     config.model_dir = broken.path().to_path_buf();
-    samstream::telemetry::init_logging();
+    samstream::telemetry::init_test_logging();
     let server = samstream::server::start(config, std::future::pending()).await.unwrap();
     assert!(!server.serving().await, "a broken decoder must fail to load");
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();

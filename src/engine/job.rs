@@ -8,31 +8,37 @@ use super::EngineError;
 use crate::model::prompt::PromptTokens;
 use crate::model::{DecodedObjects, ImageGeometry, PreprocessedImage};
 
-/// An encoder output kept for later decoder-only runs (prompt updates on the same frame).
+/// An encoder output, shared by every decode on the same frame (prompt updates, viewers).
 pub struct ImageEmbedding {
     pub data: Array4<f32>,
     pub geometry: ImageGeometry,
 }
 
-pub enum EmbeddingSource {
-    Image(PreprocessedImage),
-    Cached(Arc<ImageEmbedding>),
+/// The encoder thread's answer.
+pub struct Encoded {
+    pub embedding: Arc<ImageEmbedding>,
+    pub queue: Duration,
+    pub encoder: Duration,
 }
 
-/// The engine's answer: the (possibly reused) embedding, decoder outputs and stage durations.
-pub struct Inference {
-    pub embedding: Arc<ImageEmbedding>,
+/// The decoder thread's answer.
+pub struct Decoded {
     pub decoded: DecodedObjects,
     pub queue: Duration,
-    /// Zero when a cached embedding was reused.
-    pub encoder: Duration,
     pub decoder: Duration,
 }
 
-pub(super) struct Job {
-    pub source: EmbeddingSource,
+pub(super) struct EncodeJob {
+    pub image: PreprocessedImage,
+    pub reply: oneshot::Sender<Result<Encoded, EngineError>>,
+    pub span: tracing::Span,
+    pub enqueued: Instant,
+}
+
+pub(super) struct DecodeJob {
+    pub embedding: Arc<ImageEmbedding>,
     pub objects: Vec<PromptTokens>,
-    pub reply: oneshot::Sender<Result<Inference, EngineError>>,
+    pub reply: oneshot::Sender<Result<Decoded, EngineError>>,
     pub span: tracing::Span,
     pub enqueued: Instant,
 }

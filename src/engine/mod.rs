@@ -1,22 +1,23 @@
-//! The inference thread: it alone owns the model, drains a bounded queue with `blocking_recv`,
-//! and answers each job through a oneshot carrying the measured stage durations. Health goes
-//! out on a watch channel. Blocking inference therefore never runs on tokio workers.
+//! The inference threads. The encoder thread and the decoder thread each own one ONNX graph
+//! and drain their own bounded queue with `blocking_recv`, so a prompt update (decoder only)
+//! never waits behind a one-second encoder run, and a stream's decode of frame N overlaps the
+//! encode of frame N+1. Each job's oneshot reply carries the measured durations; health goes
+//! out on a watch channel. Blocking inference never runs on tokio workers.
 
 mod job;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ndarray::Array4;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::Instrument;
 
 use crate::model::prompt::PromptTokens;
-use crate::model::{DecodedObjects, ImageGeometry, MaskModel, ModelError, PreprocessedImage};
+use crate::model::{ImageEncoder, ImageGeometry, MaskDecoder, ModelError, PreprocessedImage};
 
-use job::Job;
-pub use job::{EmbeddingSource, ImageEmbedding, Inference};
+use job::{DecodeJob, EncodeJob};
+pub use job::{Decoded, Encoded, ImageEmbedding};
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -26,13 +27,13 @@ pub enum EngineError {
     Stopped,
     #[error("the model failed to load: {0}")]
     LoadFailed(String),
-    #[error("the inference queue is full ({0} jobs waiting)")]
-    QueueFull(usize),
+    #[error("the {0} queue is full ({1} jobs waiting)")]
+    QueueFull(&'static str, usize),
     #[error(transparent)]
     Model(#[from] ModelError),
 }
 
-/// What the engine thread is doing, published for health checks and GetModelInfo.
+/// What the engine is doing, published for health checks and GetModelInfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineState {
     Loading,
@@ -40,31 +41,50 @@ pub enum EngineState {
     Failed(String),
 }
 
+/// A loaded model, split so that each half can live on its own thread.
+pub struct LoadedModel<E, D> {
+    pub encoder: E,
+    pub decoder: D,
+    pub execution_provider: String,
+}
+
 #[derive(Clone)]
 pub struct Engine {
-    jobs: mpsc::Sender<Job>,
+    encode_jobs: mpsc::Sender<EncodeJob>,
+    decode_jobs: mpsc::Sender<DecodeJob>,
     state: watch::Receiver<EngineState>,
     capacity: usize,
 }
 
 impl Engine {
-    /// Starts the inference thread; `load` runs on it, then a warm-up, then jobs.
-    pub fn start<M, F>(load: F, queue_capacity: usize) -> Self
+    /// Starts the encoder thread, which runs `load`, warms both graphs up, hands the decoder
+    /// to its own thread, and then serves encode jobs.
+    pub fn start<E, D, F>(load: F, queue_capacity: usize) -> Self
     where
-        M: MaskModel + 'static,
-        F: FnOnce() -> Result<M, ModelError> + Send + 'static,
+        E: ImageEncoder + 'static,
+        D: MaskDecoder + 'static,
+        F: FnOnce() -> Result<LoadedModel<E, D>, ModelError> + Send + 'static,
     {
-        let (jobs, queue) = mpsc::channel(queue_capacity);
+        let (encode_jobs, encode_queue) = mpsc::channel(queue_capacity);
+        let (decode_jobs, decode_queue) = mpsc::channel(queue_capacity);
         let (state_tx, state) = watch::channel(EngineState::Loading);
         std::thread::Builder::new()
-            .name("samstream-inference".into())
-            .spawn(move || run(load, queue, state_tx))
-            .expect("spawning the inference thread");
-        Self { jobs, state, capacity: queue_capacity }
+            .name("samstream-encoder".into())
+            .spawn(move || run_encoder(load, encode_queue, decode_queue, state_tx))
+            .expect("spawning the encoder thread");
+        Self { encode_jobs, decode_jobs, state, capacity: queue_capacity }
     }
 
     pub fn state(&self) -> watch::Receiver<EngineState> {
         self.state.clone()
+    }
+
+    pub fn ensure_ready(&self) -> Result<(), EngineError> {
+        match &*self.state.borrow() {
+            EngineState::Ready { .. } => Ok(()),
+            EngineState::Loading => Err(EngineError::NotReady),
+            EngineState::Failed(reason) => Err(EngineError::LoadFailed(reason.clone())),
+        }
     }
 
     /// Waits until the model is loaded and warmed up (or failed to load).
@@ -78,33 +98,44 @@ impl Engine {
         }
     }
 
-    pub fn ensure_ready(&self) -> Result<(), EngineError> {
-        match &*self.state.borrow() {
-            EngineState::Ready { .. } => Ok(()),
-            EngineState::Loading => Err(EngineError::NotReady),
-            EngineState::Failed(reason) => Err(EngineError::LoadFailed(reason.clone())),
-        }
-    }
-
-    /// Encodes the image (or reuses a cached embedding) and decodes every object's prompt.
-    pub async fn infer(&self, source: EmbeddingSource, objects: Vec<PromptTokens>) -> Result<Inference, EngineError> {
+    /// Runs the image encoder.
+    pub async fn encode(&self, image: PreprocessedImage) -> Result<Encoded, EngineError> {
         self.ensure_ready()?;
         let (reply, answer) = oneshot::channel();
-        let job = Job { source, objects, reply, span: tracing::Span::current(), enqueued: Instant::now() };
-        self.jobs.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => EngineError::QueueFull(self.capacity),
-            mpsc::error::TrySendError::Closed(_) => EngineError::Stopped,
-        })?;
-        answer.instrument(tracing::debug_span!("await_inference")).await.map_err(|_| EngineError::Stopped)?
+        let job = EncodeJob { image, reply, span: tracing::Span::current(), enqueued: Instant::now() };
+        submit(&self.encode_jobs, job, "encoder", self.capacity)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Runs the prompt encoder + mask decoder for every object on one embedding.
+    pub async fn decode(&self, embedding: Arc<ImageEmbedding>, objects: Vec<PromptTokens>) -> Result<Decoded, EngineError> {
+        self.ensure_ready()?;
+        let (reply, answer) = oneshot::channel();
+        let job = DecodeJob { embedding, objects, reply, span: tracing::Span::current(), enqueued: Instant::now() };
+        submit(&self.decode_jobs, job, "decoder", self.capacity)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
     }
 }
 
-fn run<M, F>(load: F, mut queue: mpsc::Receiver<Job>, state: watch::Sender<EngineState>)
-where
-    M: MaskModel,
-    F: FnOnce() -> Result<M, ModelError>,
+fn submit<T>(queue: &mpsc::Sender<T>, job: T, name: &'static str, capacity: usize) -> Result<(), EngineError> {
+    queue.try_send(job).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => EngineError::QueueFull(name, capacity),
+        mpsc::error::TrySendError::Closed(_) => EngineError::Stopped,
+    })
+}
+
+fn run_encoder<E, D, F>(
+    load: F,
+    mut queue: mpsc::Receiver<EncodeJob>,
+    decode_queue: mpsc::Receiver<DecodeJob>,
+    state: watch::Sender<EngineState>,
+) where
+    E: ImageEncoder + 'static,
+    D: MaskDecoder + 'static,
+    F: FnOnce() -> Result<LoadedModel<E, D>, ModelError>,
 {
-    let mut model = match load().and_then(|mut m| warm_up(&mut m).map(|()| m)) {
+    let loaded = load().and_then(|mut m| warm_up(&mut m.encoder, &mut m.decoder).map(|()| m));
+    let LoadedModel { mut encoder, decoder, execution_provider } = match loaded {
         Ok(model) => model,
         Err(e) => {
             tracing::error!(error = %e, "model failed to load");
@@ -112,7 +143,11 @@ where
             return;
         }
     };
-    let execution_provider = model.execution_provider().to_string();
+    let spawned = std::thread::Builder::new().name("samstream-decoder".into()).spawn(move || run_decoder(decoder, decode_queue));
+    if let Err(e) = spawned {
+        state.send_replace(EngineState::Failed(format!("spawning the decoder thread: {e}")));
+        return;
+    }
     tracing::info!(%execution_provider, "model loaded and warmed up");
     state.send_replace(EngineState::Ready { execution_provider });
     while let Some(job) = queue.blocking_recv() {
@@ -120,44 +155,42 @@ where
         if job.reply.is_closed() {
             continue;
         }
-        let queued = job.enqueued.elapsed();
+        let queue_wait = job.enqueued.elapsed();
         let _span = job.span.enter();
-        let result = process(&mut model, job.source, &job.objects, queued);
+        let started = Instant::now();
+        let result = tracing::info_span!("encoder").in_scope(|| encoder.encode(&job.image));
+        let result = result.map_err(EngineError::from).map(|data| Encoded {
+            embedding: Arc::new(ImageEmbedding { data, geometry: job.image.geometry }),
+            queue: queue_wait,
+            encoder: started.elapsed(),
+        });
+        let _ = job.reply.send(result);
+    }
+}
+
+fn run_decoder<D: MaskDecoder>(mut decoder: D, mut queue: mpsc::Receiver<DecodeJob>) {
+    while let Some(job) = queue.blocking_recv() {
+        if job.reply.is_closed() {
+            continue;
+        }
+        let queue_wait = job.enqueued.elapsed();
+        let _span = job.span.enter();
+        let started = Instant::now();
+        let result = tracing::info_span!("decoder", objects = job.objects.len())
+            .in_scope(|| decoder.decode(job.embedding.data.view(), &job.objects));
+        let result = result.map_err(EngineError::from).map(|decoded| Decoded { decoded, queue: queue_wait, decoder: started.elapsed() });
         let _ = job.reply.send(result);
     }
 }
 
 /// One encoder and one decoder run so that the first request pays no lazy initialisation.
-fn warm_up<M: MaskModel>(model: &mut M) -> Result<(), ModelError> {
+fn warm_up(encoder: &mut impl ImageEncoder, decoder: &mut impl MaskDecoder) -> Result<(), ModelError> {
     let started = Instant::now();
     let geometry = ImageGeometry::new(crate::model::IMAGE_SIZE, crate::model::IMAGE_SIZE);
     let tensor = Array4::zeros((1, 3, crate::model::IMAGE_SIZE, crate::model::IMAGE_SIZE));
-    let embedding = model.encode(&PreprocessedImage { tensor, geometry })?;
+    let embedding = encoder.encode(&PreprocessedImage { tensor, geometry })?;
     let tokens = PromptTokens { coords: vec![[512.0, 512.0], [0.0, 0.0]], labels: vec![1.0, -1.0], mask_input: None };
-    model.decode(embedding.view(), &[tokens])?;
+    decoder.decode(embedding.view(), &[tokens])?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "warm-up done");
     Ok(())
-}
-
-fn process<M: MaskModel>(
-    model: &mut M,
-    source: EmbeddingSource,
-    objects: &[PromptTokens],
-    queued: Duration,
-) -> Result<Inference, EngineError> {
-    let (embedding, encoder) = match source {
-        EmbeddingSource::Image(image) => {
-            let started = Instant::now();
-            let data = tracing::info_span!("encoder").in_scope(|| model.encode(&image))?;
-            (Arc::new(ImageEmbedding { data, geometry: image.geometry }), started.elapsed())
-        }
-        EmbeddingSource::Cached(embedding) => (embedding, Duration::ZERO),
-    };
-    let started = Instant::now();
-    let decoded = if objects.is_empty() {
-        DecodedObjects { iou: ndarray::Array2::zeros((0, 4)), low_res: Array4::zeros((0, 4, 256, 256)) }
-    } else {
-        tracing::info_span!("decoder", objects = objects.len()).in_scope(|| model.decode(embedding.data.view(), objects))?
-    };
-    Ok(Inference { embedding, decoded, queue: queued, encoder, decoder: started.elapsed() })
 }

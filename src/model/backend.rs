@@ -1,4 +1,4 @@
-//! The synchronous model interface the engine thread drives; tests can swap the backend.
+//! The synchronous model interfaces the engine threads drive; tests can swap backends.
 
 use ndarray::{Array2, Array4, ArrayView4, Axis, s};
 
@@ -11,19 +11,27 @@ pub struct DecodedObjects {
     pub low_res: Array4<f32>,
 }
 
-pub trait MaskModel: Send {
+impl DecodedObjects {
+    pub fn empty() -> Self {
+        Self { iou: Array2::zeros((0, MASK_TOKENS)), low_res: Array4::zeros((0, MASK_TOKENS, LOW_RES, LOW_RES)) }
+    }
+}
+
+pub trait ImageEncoder: Send {
     /// Image embedding `[1, 256, 64, 64]` of a preprocessed image.
     fn encode(&mut self, image: &PreprocessedImage) -> Result<Array4<f32>, ModelError>;
+}
 
+pub trait MaskDecoder: Send {
     /// One decoder call for objects that all have the same number of prompt tokens.
     fn decode_batch(&mut self, embedding: ArrayView4<'_, f32>, objects: &[&PromptTokens]) -> Result<DecodedObjects, ModelError>;
-
-    /// The execution provider that really runs the graphs.
-    fn execution_provider(&self) -> &str;
 
     /// Decodes any set of objects: those with equal token counts share one decoder call, so
     /// batching never adds padding tokens that would change a mask.
     fn decode(&mut self, embedding: ArrayView4<'_, f32>, objects: &[PromptTokens]) -> Result<DecodedObjects, ModelError> {
+        if objects.is_empty() {
+            return Ok(DecodedObjects::empty());
+        }
         if objects.iter().all(|o| o.len() == objects[0].len()) {
             let all: Vec<&PromptTokens> = objects.iter().collect();
             return self.decode_batch(embedding, &all);

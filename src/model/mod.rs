@@ -12,11 +12,11 @@ pub mod preprocess;
 pub mod prompt;
 mod resample;
 
-pub use backend::{DecodedObjects, MaskModel};
+pub use backend::{DecodedObjects, ImageEncoder, MaskDecoder};
 pub use error::ModelError;
 pub use geometry::ImageGeometry;
 pub use manifest::{Manifest, ModelFileInfo};
-pub use ort_backend::{Device, OrtModel, OrtOptions};
+pub use ort_backend::{Device, OrtDecoder, OrtEncoder, OrtModel, OrtOptions};
 pub use preprocess::{PreprocessedImage, Preprocessor, ResizeFilter};
 pub use prompt::{BoxPrompt, ObjectPrompt, PointPrompt, PromptLabel};
 pub use resample::resize_rgb8;

@@ -9,7 +9,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 
-use super::backend::{DecodedObjects, MaskModel};
+use super::backend::{DecodedObjects, ImageEncoder, MaskDecoder};
 use super::prompt::PromptTokens;
 use super::{EMBEDDING_CHANNELS, EMBEDDING_GRID, LOW_RES, MASK_TOKENS, ModelError, PreprocessedImage};
 
@@ -43,11 +43,17 @@ fn environment(library: &Path) -> Result<&'static Environment, ModelError> {
         .map_err(|reason| ModelError::Runtime { path: library.display().to_string(), reason: reason.clone() })
 }
 
+/// Both graphs; the engine moves each half to its own thread.
 pub struct OrtModel {
-    encoder: Session,
-    decoder: Session,
-    provider: String,
+    pub encoder: OrtEncoder,
+    pub decoder: OrtDecoder,
+    /// The execution provider that really runs the graphs.
+    pub execution_provider: String,
 }
+
+pub struct OrtEncoder(Session);
+
+pub struct OrtDecoder(Session);
 
 impl OrtModel {
     pub fn load(model_dir: &Path, options: &OrtOptions) -> Result<Self, ModelError> {
@@ -73,13 +79,13 @@ impl OrtModel {
         let provider = match options.device {
             Device::Cpu => "CPUExecutionProvider".to_string(),
         };
-        Ok(Self { encoder: open("encoder.onnx")?, decoder: open("decoder.onnx")?, provider })
+        Ok(Self { encoder: OrtEncoder(open("encoder.onnx")?), decoder: OrtDecoder(open("decoder.onnx")?), execution_provider: provider })
     }
 }
 
-impl MaskModel for OrtModel {
+impl ImageEncoder for OrtEncoder {
     fn encode(&mut self, image: &PreprocessedImage) -> Result<Array4<f32>, ModelError> {
-        let outputs = self.encoder.run(ort::inputs![TensorRef::from_array_view(image.tensor.view())?])?;
+        let outputs = self.0.run(ort::inputs![TensorRef::from_array_view(image.tensor.view())?])?;
         let embedding = outputs[0].try_extract_array::<f32>()?;
         let expected = [1, EMBEDDING_CHANNELS, EMBEDDING_GRID, EMBEDDING_GRID];
         if embedding.shape() != expected {
@@ -87,7 +93,9 @@ impl MaskModel for OrtModel {
         }
         Ok(embedding.to_owned().into_dimensionality().expect("shape checked above"))
     }
+}
 
+impl MaskDecoder for OrtDecoder {
     fn decode_batch(&mut self, embedding: ArrayView4<'_, f32>, objects: &[&PromptTokens]) -> Result<DecodedObjects, ModelError> {
         let n = objects.len();
         let tokens = objects.first().map_or(0, |o| o.len());
@@ -106,7 +114,7 @@ impl MaskModel for OrtModel {
                 has_mask[i] = 1.0;
             }
         }
-        let outputs = self.decoder.run(ort::inputs![
+        let outputs = self.0.run(ort::inputs![
             "image_embeddings" => TensorRef::from_array_view(embedding)?,
             "point_coords" => TensorRef::from_array_view(coords.view())?,
             "point_labels" => TensorRef::from_array_view(labels.view())?,
@@ -125,9 +133,5 @@ impl MaskModel for OrtModel {
             iou: iou.to_owned().into_dimensionality().expect("shape checked above"),
             low_res: low_res.to_owned().into_dimensionality().expect("shape checked above"),
         })
-    }
-
-    fn execution_provider(&self) -> &str {
-        &self.provider
     }
 }

@@ -20,7 +20,7 @@ pub use segmenter::Segmenter;
 pub use status::ApiError;
 
 use crate::config::ServeConfig;
-use crate::engine::Engine;
+use crate::engine::{Engine, LoadedModel};
 use crate::model::{Manifest, OrtModel, OrtOptions};
 use crate::proto::segmenter_server::SegmenterServer;
 
@@ -69,7 +69,13 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
     let manifest = Arc::new(manifest);
     let options = OrtOptions { library: config.ort_lib.clone(), device: config.device, intra_threads: config.intra_threads };
     let model_dir = config.model_dir.clone();
-    let engine = Engine::start(move || OrtModel::load(&model_dir, &options), config.queue_capacity);
+    let engine = Engine::start(
+        move || {
+            let model = OrtModel::load(&model_dir, &options)?;
+            Ok(LoadedModel { encoder: model.encoder, decoder: model.decoder, execution_provider: model.execution_provider })
+        },
+        config.queue_capacity,
+    );
 
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;

@@ -11,7 +11,7 @@ use super::results::object_masks;
 use super::status::ApiError;
 use super::validate::{self, PromptLimits};
 use crate::config::ServeConfig;
-use crate::engine::{EmbeddingSource, Engine, EngineState};
+use crate::engine::{Engine, EngineState};
 use crate::model::prompt::PromptTokens;
 use crate::model::{Manifest, Preprocessor};
 use crate::proto;
@@ -65,12 +65,13 @@ impl Segmenter {
 
         let geometry = image.geometry;
         let tokens = prompts.iter().map(|p| PromptTokens::new(p, &geometry)).collect();
-        let inference = self.engine.infer(EmbeddingSource::Image(image), tokens).await?;
-        (timings.queue, timings.encoder, timings.decoder) = (inference.queue, inference.encoder, inference.decoder);
+        let encoded = self.engine.encode(image).await?;
+        let decoded = self.engine.decode(encoded.embedding, tokens).await?;
+        (timings.queue, timings.encoder, timings.decoder) = (encoded.queue + decoded.queue, encoded.encoder, decoded.decoder);
 
         let t = Instant::now();
         let ids: Vec<u32> = prompts.iter().map(|p| p.object_id).collect();
-        let objects = blocking(move || object_masks(&inference.decoded, &geometry, &ids, options))
+        let objects = blocking(move || object_masks(&decoded.decoded, &geometry, &ids, options))
             .instrument(tracing::debug_span!("postprocess"))
             .await?;
         timings.postprocess = t.elapsed();

@@ -48,7 +48,7 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::NotReady | EngineError::Stopped | EngineError::LoadFailed(_) => Self::Unavailable(e.to_string()),
-            EngineError::QueueFull(_) => Self::ResourceExhausted(format!("{e}; retry later")),
+            EngineError::QueueFull(..) => Self::ResourceExhausted(format!("{e}; retry later")),
             EngineError::Model(e) => e.into(),
         }
     }

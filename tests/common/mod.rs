@@ -40,7 +40,7 @@ pub fn config() -> ServeConfig {
 
 /// A server on 127.0.0.1:0 that has finished loading its model.
 pub async fn start_server(config: ServeConfig) -> RunningServer {
-    samstream::telemetry::init_logging();
+    samstream::telemetry::init_test_logging();
     let server = samstream::server::start(config, std::future::pending()).await.expect("server starts");
     assert!(server.serving().await, "model loads and health turns SERVING");
     server
