@@ -58,6 +58,23 @@ pub struct ServeConfig {
     /// Most points in one object's prompt.
     #[arg(long, env = "SAMSTREAM_MAX_POINTS", default_value_t = 32)]
     pub max_points_per_object: usize,
+
+    /// TOML file of server-side video sources (files, cameras, network streams, GStreamer).
+    #[arg(long, env = "SAMSTREAM_SOURCES")]
+    pub sources: Option<PathBuf>,
+
+    /// Glob of client-supplied stream URIs to allow (`rtsp://cams.example/*`); repeatable.
+    /// Without one, clients may only name configured sources.
+    #[arg(long = "allow-uri", env = "SAMSTREAM_ALLOW_URI", value_delimiter = ',')]
+    pub allow_uris: Vec<String>,
+
+    /// Seconds a source keeps grabbing after its last viewer left.
+    #[arg(long, env = "SAMSTREAM_SOURCE_GRACE_SECS", default_value_t = 5.0)]
+    pub source_grace_secs: f64,
+
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, env = "SAMSTREAM_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -80,6 +97,10 @@ impl ServeConfig {
             max_pixels: 4096 * 4096,
             max_objects: 64,
             max_points_per_object: 32,
+            sources: None,
+            allow_uris: Vec::new(),
+            source_grace_secs: 5.0,
+            metrics_listen: None,
         }
     }
 }

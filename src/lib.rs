@@ -11,5 +11,6 @@ pub mod mask;
 pub mod model;
 pub mod proto;
 pub mod server;
+pub mod session;
 pub mod telemetry;
 pub mod video;

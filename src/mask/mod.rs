@@ -1,6 +1,7 @@
 //! Wire encodings of binary masks (CV_8UC1, non-zero inside): COCO RLE, PNG, polygons, plus
 //! the box and area every `ObjectMask` carries.
 
+mod objects;
 mod png;
 mod polygons;
 mod rle;
@@ -11,6 +12,7 @@ use thiserror::Error;
 
 use crate::proto;
 
+pub use objects::{MaskOptions, ObjectOutcome, object_masks};
 pub use png::encode_png;
 pub use polygons::outer_polygons;
 pub use rle::{coco_counts_string, column_major_runs, encode_coco_rle};
@@ -21,6 +23,8 @@ pub enum MaskError {
     OpenCv(#[from] opencv::Error),
     #[error("mask must be CV_8UC1, got type {0}")]
     Type(i32),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
 }
 
 fn check_type(mask: &Mat) -> Result<(), MaskError> {

@@ -1,13 +1,13 @@
 //! gRPC transport: the Segmenter service, health, reflection, and the server's lifecycle.
 
 mod layers;
-mod results;
 mod segmenter;
 mod status;
 pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -21,8 +21,9 @@ pub use status::ApiError;
 
 use crate::config::ServeConfig;
 use crate::engine::{Engine, LoadedModel};
-use crate::model::{Manifest, OrtModel, OrtOptions};
+use crate::model::{Manifest, OrtModel, OrtOptions, Preprocessor};
 use crate::proto::segmenter_server::SegmenterServer;
+use crate::session::SourceHub;
 
 /// Health's name for this service (the overall status "" follows it).
 pub const SERVICE_NAME: &str = "samstream.v1.Segmenter";
@@ -30,6 +31,8 @@ pub const SERVICE_NAME: &str = "samstream.v1.Segmenter";
 /// A server accepting connections; dropped or `shutdown()`, it stops serving.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, with `--metrics-listen`.
+    pub metrics_addr: Option<SocketAddr>,
     pub engine: Engine,
     /// Becomes `Some(true)` once health reports SERVING, `Some(false)` if the model failed.
     serving: tokio::sync::watch::Receiver<Option<bool>>,
@@ -77,6 +80,21 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
         config.queue_capacity,
     );
 
+    let sources = match &config.sources {
+        Some(path) => crate::video::load_sources(path)?,
+        None => Vec::new(),
+    };
+    let hub = Arc::new(SourceHub::new(
+        engine.clone(),
+        Preprocessor::new(config.resize),
+        sources,
+        Duration::from_secs_f64(config.source_grace_secs.max(0.0)),
+    ));
+    crate::telemetry::metrics::handle();
+    let metrics_addr = match config.metrics_listen {
+        Some(addr) => Some(crate::telemetry::metrics::serve(addr).await.with_context(|| format!("binding metrics on {addr}"))?),
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
 
@@ -84,6 +102,7 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
     for name in ["", SERVICE_NAME] {
         health.set_service_status(name, ServingStatus::NotServing).await;
     }
+    let stopping_health = health.clone();
     let ready_engine = engine.clone();
     let (serving_tx, serving) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
@@ -110,7 +129,8 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let segmenter = SegmenterServer::new(Segmenter::new(&config, engine.clone(), manifest))
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let segmenter = SegmenterServer::new(Segmenter::new(&config, engine.clone(), hub, manifest, closing))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
 
@@ -121,6 +141,11 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
             () = shutdown_signal => {}
         }
         tracing::info!("shutting down");
+        // Load balancers stop routing here; open streams end with a final event.
+        for name in ["", SERVICE_NAME] {
+            stopping_health.set_service_status(name, ServingStatus::NotServing).await;
+        }
+        closing_tx.send_replace(true);
     };
     let router = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(layers::oversized_message_is_resource_exhausted))
@@ -128,7 +153,14 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(segmenter);
-    let task = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop));
+    let (metrics_addr, metrics_task) = metrics_addr.unzip();
+    let task = tokio::spawn(async move {
+        let served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop).await;
+        if let Some(metrics) = metrics_task {
+            metrics.abort();
+        }
+        served
+    });
     tracing::info!(%addr, "listening");
-    Ok(RunningServer { addr, engine, serving, shutdown: Some(shutdown_tx), task })
+    Ok(RunningServer { addr, metrics_addr, engine, serving, shutdown: Some(shutdown_tx), task })
 }

@@ -7,7 +7,6 @@ use opencv::prelude::*;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use super::results::object_masks;
 use super::status::ApiError;
 use super::validate::{self, PromptLimits};
 use crate::config::ServeConfig;
@@ -15,11 +14,15 @@ use crate::engine::{Engine, EngineState};
 use crate::model::prompt::PromptTokens;
 use crate::model::{Manifest, Preprocessor};
 use crate::proto;
+use crate::session::{SessionConfig, SessionSource, SourceHub, run_session};
 use crate::telemetry::StageTimings;
-use crate::video::{ImageLimits, decode_image};
+use crate::video::{ImageLimits, UriAllowlist, decode_image};
 
 pub struct Segmenter {
     engine: Engine,
+    closing: tokio::sync::watch::Receiver<bool>,
+    hub: Arc<SourceHub>,
+    allowlist: UriAllowlist,
     manifest: Arc<Manifest>,
     preprocessor: Preprocessor,
     image_limits: ImageLimits,
@@ -28,9 +31,18 @@ pub struct Segmenter {
 }
 
 impl Segmenter {
-    pub fn new(config: &ServeConfig, engine: Engine, manifest: Arc<Manifest>) -> Self {
+    pub fn new(
+        config: &ServeConfig,
+        engine: Engine,
+        hub: Arc<SourceHub>,
+        manifest: Arc<Manifest>,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         Self {
             engine,
+            closing,
+            hub,
+            allowlist: UriAllowlist::new(config.allow_uris.clone()),
             manifest,
             preprocessor: Preprocessor::new(config.resize),
             image_limits: config.image_limits(),
@@ -44,7 +56,7 @@ impl Segmenter {
         // Refuse at once while the model loads, before paying for the image decode.
         self.engine.ensure_ready()?;
         let mut timings = StageTimings::default();
-        let options = validate::mask_options(request.mask_options.as_ref())?;
+        let options = validate::mask_options("mask_options", request.mask_options.as_ref())?;
         if request.objects.is_empty() {
             return Err(ApiError::invalid("objects", "at least one object is required"));
         }
@@ -71,18 +83,65 @@ impl Segmenter {
 
         let t = Instant::now();
         let ids: Vec<u32> = prompts.iter().map(|p| p.object_id).collect();
-        let objects = blocking(move || object_masks(&decoded.decoded, &geometry, &ids, options))
+        let objects = blocking(move || Ok(crate::mask::object_masks(&decoded.decoded, &geometry, &ids, options)?))
             .instrument(tracing::debug_span!("postprocess"))
             .await?;
         timings.postprocess = t.elapsed();
         timings.total = started.elapsed();
-        timings.record(&tracing::Span::current());
+        timings.report(&tracing::Span::current(), "segment");
+        metrics::counter!(crate::telemetry::metrics::ENCODER_RUNS, "origin" => "segment").increment(1);
         Ok(proto::SegmentResponse {
             width: geometry.width as u32,
             height: geometry.height as u32,
-            objects,
+            objects: objects.into_iter().map(|o| o.message).collect(),
             timing: Some(timings.to_proto()),
         })
+    }
+
+    /// Validates the stream's first message and resolves its source; the session runs on.
+    async fn start_stream(
+        &self,
+        mut inbound: tonic::Streaming<proto::StreamRequest>,
+    ) -> Result<tokio_stream::wrappers::ReceiverStream<Result<proto::StreamResponse, Status>>, Status> {
+        use proto::stream_request::Msg;
+        use proto::stream_start::Source;
+        let first = inbound.message().await.map_err(crate::session::transport_status)?;
+        let start = match first.and_then(|m| m.msg) {
+            Some(Msg::Start(start)) => start,
+            None => return Err(ApiError::invalid("start", "the stream ended before its StreamStart").into()),
+            Some(_) => return Err(ApiError::invalid("start", "the first message must be StreamStart").into()),
+        };
+        self.engine.ensure_ready().map_err(ApiError::from)?;
+        if *self.closing.borrow() {
+            return Err(ApiError::Unavailable("the server is shutting down".into()).into());
+        }
+        let mask_options = validate::mask_options("start.mask_options", start.mask_options.as_ref())?;
+        if !start.max_fps.is_finite() || start.max_fps < 0.0 {
+            return Err(ApiError::invalid("start.max_fps", format!("must be a finite number >= 0, got {}", start.max_fps)).into());
+        }
+        let source = match start.source {
+            None => return Err(ApiError::invalid("start.source", "one of source_name, client_frames or uri is required").into()),
+            Some(Source::SourceName(name)) => SessionSource::Shared(self.hub.subscribe(&name, start.max_fps).map_err(ApiError::from)?),
+            Some(Source::ClientFrames(_)) => SessionSource::ClientFrames,
+            Some(Source::Uri(uri)) => {
+                self.allowlist.check(&uri).map_err(|reason| ApiError::PermissionDenied(format!("start.uri: {reason}")))?;
+                SessionSource::Shared(self.hub.subscribe_uri(&uri, start.max_fps).map_err(ApiError::from)?)
+            }
+        };
+        let config = SessionConfig {
+            mask_options,
+            track: start.track,
+            max_fps: start.max_fps,
+            prompt_limits: self.prompt_limits,
+            image_limits: self.image_limits,
+            preprocessor: self.preprocessor,
+            closing: self.closing.clone(),
+        };
+        // A few results of headroom; beyond that a slow reader holds the session back and
+        // frames are skipped at the source instead of queueing here.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(run_session(self.engine.clone(), source, config, inbound, tx));
+        Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
     }
 
     fn model_info(&self) -> proto::ModelInfo {
@@ -141,13 +200,17 @@ impl proto::segmenter_server::Segmenter for Segmenter {
 
     async fn stream_segment(
         &self,
-        _request: Request<tonic::Streaming<proto::StreamRequest>>,
+        request: Request<tonic::Streaming<proto::StreamRequest>>,
     ) -> Result<Response<Self::StreamSegmentStream>, Status> {
-        Err(ApiError::Unimplemented("StreamSegment is not implemented yet".into()).into())
+        let result = self.start_stream(request.into_inner()).await;
+        if let Err(status) = &result {
+            tracing::info!(code = ?status.code(), message = status.message(), "stream refused");
+        }
+        result.map(Response::new)
     }
 
     async fn list_sources(&self, _request: Request<proto::ListSourcesRequest>) -> Result<Response<proto::ListSourcesResponse>, Status> {
-        Ok(Response::new(proto::ListSourcesResponse { sources: Vec::new() }))
+        Ok(Response::new(proto::ListSourcesResponse { sources: self.hub.list() }))
     }
 
     async fn get_model_info(&self, _request: Request<proto::GetModelInfoRequest>) -> Result<Response<proto::ModelInfo>, Status> {

@@ -6,6 +6,7 @@ use tonic::Status;
 use crate::engine::EngineError;
 use crate::mask::MaskError;
 use crate::model::ModelError;
+use crate::session::HubError;
 use crate::video::ImageError;
 
 #[derive(Debug, Error)]
@@ -14,11 +15,13 @@ pub enum ApiError {
     #[error("{field}: {reason}")]
     InvalidArgument { field: String, reason: String },
     #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
     ResourceExhausted(String),
     #[error("{0}")]
     Unavailable(String),
-    #[error("{0}")]
-    Unimplemented(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -54,6 +57,15 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
+        match e {
+            HubError::NotFound(_) => Self::NotFound(format!("start.source_name: {e}")),
+            HubError::Start { .. } => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
 impl From<ModelError> for ApiError {
     fn from(e: ModelError) -> Self {
         Self::Internal(format!("model: {e}"))
@@ -71,9 +83,10 @@ impl From<ApiError> for Status {
         let message = e.to_string();
         match e {
             ApiError::InvalidArgument { .. } => Status::invalid_argument(message),
+            ApiError::NotFound(_) => Status::not_found(message),
+            ApiError::PermissionDenied(_) => Status::permission_denied(message),
             ApiError::ResourceExhausted(_) => Status::resource_exhausted(message),
             ApiError::Unavailable(_) => Status::unavailable(message),
-            ApiError::Unimplemented(_) => Status::unimplemented(message),
             ApiError::Internal(_) => {
                 tracing::error!(error = %message, "internal error");
                 Status::internal(message)

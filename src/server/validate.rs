@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::mask::MaskOptions;
 use crate::model::{BoxPrompt, ObjectPrompt, PointPrompt, PromptLabel};
 use crate::proto;
 
@@ -13,16 +14,11 @@ pub struct PromptLimits {
     pub max_points_per_object: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MaskOptions {
-    pub format: proto::MaskFormat,
-    pub multimask: bool,
-}
-
-pub fn mask_options(options: Option<&proto::MaskOptions>) -> Result<MaskOptions, ApiError> {
+/// `field` is the options' path, e.g. `mask_options` or `start.mask_options`.
+pub fn mask_options(field: &str, options: Option<&proto::MaskOptions>) -> Result<MaskOptions, ApiError> {
     let options = options.cloned().unwrap_or_default();
     let format = proto::MaskFormat::try_from(options.format)
-        .map_err(|_| ApiError::invalid("mask_options.format", format!("unknown mask format {}", options.format)))?;
+        .map_err(|_| ApiError::invalid(format!("{field}.format"), format!("unknown mask format {}", options.format)))?;
     Ok(MaskOptions { format, multimask: options.multimask_output })
 }
 

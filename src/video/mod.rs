@@ -1,5 +1,11 @@
-//! Capture: turning what clients send (and, later, what sources produce) into RGB frames.
+//! Capture: turning what clients send and what sources produce into RGB frames.
 
+pub mod allowlist;
+pub mod config;
+mod grabber;
 mod image;
 
+pub use allowlist::UriAllowlist;
+pub use config::{Backoff, SourceConfig, SourceSpec, load_sources};
+pub use grabber::{Grabber, RawFrame, SourceEvent, SourceEventKind, SourceState};
 pub use image::{ImageError, ImageLimits, decode_image};

@@ -1,21 +1,5 @@
-//! Logging: tracing to stderr, filtered by `RUST_LOG` (default `info`, ONNX Runtime at warn
-//! because ort logs every runtime line at INFO).
-
-use tracing_subscriber::EnvFilter;
-
-fn filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"))
-}
-
-pub fn init_logging() {
-    let _ = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).try_init();
-}
-
-/// For tests: output goes through the test harness's capture (shown only for failing tests).
-/// A second call (several servers in one test process) keeps the first subscriber.
-pub fn init_test_logging() {
-    let _ = tracing_subscriber::fmt().with_env_filter(filter()).with_test_writer().try_init();
-}
+//! One timing struct per request or frame, reported three ways: the `Timing` message, span
+//! fields and the stage histograms.
 
 use std::time::Duration;
 
@@ -50,8 +34,13 @@ impl StageTimings {
         }
     }
 
-    /// Fills the stage fields declared on `span` (see `server::segmenter`).
-    pub fn record(&self, span: &tracing::Span) {
+    /// Fills the span's stage fields (see `stage_span!`) and observes the stage histograms.
+    pub fn report(&self, span: &tracing::Span, rpc: &'static str) {
+        self.record(span);
+        super::metrics::observe_stages(self, rpc);
+    }
+
+    fn record(&self, span: &tracing::Span) {
         let t = self.to_proto();
         span.record("capture_us", t.capture_us);
         span.record("preprocess_us", t.preprocess_us);

@@ -1,0 +1,102 @@
+//! Prometheus metrics: one process-wide recorder, rendered on `GET /metrics` by a small hyper
+//! server when `--metrics-listen` is given.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use super::StageTimings;
+
+pub const STAGE_DURATION: &str = "samstream_stage_duration_seconds";
+pub const ACTIVE_STREAMS: &str = "samstream_active_streams";
+pub const ACTIVE_SOURCES: &str = "samstream_active_sources";
+pub const FRAMES_DROPPED: &str = "samstream_frames_dropped_total";
+pub const ENCODER_RUNS: &str = "samstream_encoder_runs_total";
+pub const STREAM_RESULTS: &str = "samstream_stream_results_total";
+pub const SOURCE_RECONNECTS: &str = "samstream_source_reconnects_total";
+
+/// Seconds; from 1 ms (decoder on a GPU) to 10 s (a queued encoder on a slow CPU).
+const DURATION_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once; later calls (more servers in one process) reuse it.
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), DURATION_BUCKETS)
+            .expect("non-empty buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        metrics::describe_histogram!(STAGE_DURATION, metrics::Unit::Seconds, "Duration of each pipeline stage");
+        metrics::describe_gauge!(ACTIVE_STREAMS, "StreamSegment sessions open now");
+        metrics::describe_gauge!(ACTIVE_SOURCES, "Server-side sources grabbing now");
+        metrics::describe_counter!(FRAMES_DROPPED, "Source frames skipped because the model was busy (latest frame wins)");
+        metrics::describe_counter!(ENCODER_RUNS, "Image encoder runs, by origin (source name, client frames, segment)");
+        metrics::describe_counter!(STREAM_RESULTS, "FrameResults sent on streams");
+        metrics::describe_counter!(SOURCE_RECONNECTS, "Reconnect attempts of server-side sources");
+        handle
+    })
+}
+
+pub fn observe_stages(t: &StageTimings, rpc: &'static str) {
+    for (stage, duration) in [
+        ("capture", t.capture),
+        ("preprocess", t.preprocess),
+        ("queue", t.queue),
+        ("encoder", t.encoder),
+        ("decoder", t.decoder),
+        ("postprocess", t.postprocess),
+        ("total", t.total),
+    ] {
+        metrics::histogram!(STAGE_DURATION, "stage" => stage, "rpc" => rpc).record(duration.as_secs_f64());
+    }
+}
+
+/// Serves `GET /metrics` on `addr` until the task is dropped; returns the bound address.
+pub async fn serve(addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let handle = handle();
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let mut upkeep = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = upkeep.tick() => handle.run_upkeep(),
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(|request: Request<hyper::body::Incoming>| async move {
+                            Ok::<_, std::convert::Infallible>(respond(&request))
+                        });
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                    });
+                }
+            }
+        }
+    });
+    tracing::info!(addr = %bound, "metrics on /metrics");
+    Ok((bound, task))
+}
+
+fn respond(request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let (status, body) = match (request.method(), request.uri().path()) {
+        (&hyper::Method::GET, "/metrics") => (StatusCode::OK, handle().render()),
+        _ => (StatusCode::NOT_FOUND, "try GET /metrics\n".to_string()),
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static headers are valid")
+}

@@ -1,0 +1,205 @@
+//! Operator-configured server-side sources (`--sources FILE`, TOML).
+//!
+//! ```toml
+//! [[source]]
+//! name = "lobby"
+//! kind = "file"                      # file | camera | network | gstreamer
+//! path = "/videos/lobby.mp4"
+//! loop = true
+//!
+//! [[source]]
+//! name = "gate"
+//! kind = "network"                   # RTSP, HTTP(S), TCP, UDP: anything FFmpeg opens
+//! url = "rtsp://10.0.0.7/stream1"
+//! reconnect = { initial_ms = 250, max_ms = 8000, max_attempts = 0 }   # 0 = forever
+//!
+//! [[source]]
+//! name = "bench-cam"
+//! kind = "camera"
+//! device = "/dev/video0"             # or an index such as "0"
+//!
+//! [[source]]
+//! name = "synthetic"
+//! kind = "gstreamer"
+//! pipeline = "videotestsrc is-live=true ! video/x-raw,width=640,height=480,framerate=10/1 ! videoconvert ! appsink"
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    File { path: PathBuf, looping: bool },
+    Camera { device: String },
+    Network { url: String },
+    Gstreamer { pipeline: String },
+}
+
+impl SourceSpec {
+    /// Files end; everything else is live and is reconnected when lost.
+    pub fn is_live(&self) -> bool {
+        !matches!(self, SourceSpec::File { .. })
+    }
+
+    /// For logs and events; the pipeline or URL as configured.
+    pub fn describe(&self) -> String {
+        match self {
+            SourceSpec::File { path, looping } => format!("file {}{}", path.display(), if *looping { " (looping)" } else { "" }),
+            SourceSpec::Camera { device } => format!("camera {device}"),
+            SourceSpec::Network { url } => format!("network {url}"),
+            SourceSpec::Gstreamer { pipeline } => format!("gstreamer {pipeline}"),
+        }
+    }
+}
+
+/// Capped exponential backoff between reconnect attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Backoff {
+    pub initial_ms: u64,
+    pub max_ms: u64,
+    /// 0 retries forever.
+    pub max_attempts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { initial_ms: 250, max_ms: 8_000, max_attempts: 0 }
+    }
+}
+
+impl Backoff {
+    /// Delay before attempt `attempt` (1-based): initial * 2^(attempt-1), capped.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u64.checked_shl(attempt.saturating_sub(1)).unwrap_or(u64::MAX);
+        Duration::from_millis(self.initial_ms.saturating_mul(factor).min(self.max_ms))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceConfig {
+    pub name: String,
+    pub spec: SourceSpec,
+    pub reconnect: Backoff,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    File,
+    Camera,
+    Network,
+    Gstreamer,
+}
+
+/// One `[[source]]` table as written; `SourceConfig::try_from` checks the kind's fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceTable {
+    name: String,
+    kind: Kind,
+    path: Option<PathBuf>,
+    #[serde(default, rename = "loop")]
+    looping: bool,
+    device: Option<String>,
+    url: Option<String>,
+    pipeline: Option<String>,
+    #[serde(default)]
+    reconnect: Backoff,
+}
+
+impl TryFrom<SourceTable> for SourceConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(t: SourceTable) -> anyhow::Result<Self> {
+        let name = t.name;
+        let required = |value: Option<String>, field: &str| value.ok_or_else(|| anyhow::anyhow!("source {name:?}: `{field}` is required"));
+        let spec = match t.kind {
+            Kind::File => {
+                SourceSpec::File { path: t.path.ok_or_else(|| anyhow::anyhow!("source {name:?}: `path` is required"))?, looping: t.looping }
+            }
+            Kind::Camera => SourceSpec::Camera { device: required(t.device, "device")? },
+            Kind::Network => SourceSpec::Network { url: required(t.url, "url")? },
+            Kind::Gstreamer => SourceSpec::Gstreamer { pipeline: required(t.pipeline, "pipeline")? },
+        };
+        Ok(SourceConfig { name, spec, reconnect: t.reconnect })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourcesFile {
+    #[serde(default)]
+    source: Vec<SourceTable>,
+}
+
+pub fn load_sources(path: &Path) -> anyhow::Result<Vec<SourceConfig>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    parse_sources(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+pub fn parse_sources(text: &str) -> anyhow::Result<Vec<SourceConfig>> {
+    let file: SourcesFile = toml::from_str(text)?;
+    let sources = file.source.into_iter().map(SourceConfig::try_from).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut names = std::collections::HashSet::new();
+    for source in &sources {
+        anyhow::ensure!(!source.name.is_empty(), "a source needs a name");
+        anyhow::ensure!(names.insert(source.name.as_str()), "source name {:?} is used twice", source.name);
+    }
+    Ok(sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_kind_with_defaults() {
+        let sources = parse_sources(
+            r#"
+            [[source]]
+            name = "a"
+            kind = "file"
+            path = "/v.mp4"
+            loop = true
+            [[source]]
+            name = "b"
+            kind = "network"
+            url = "tcp://127.0.0.1:9000"
+            reconnect = { initial_ms = 100, max_ms = 400 }
+            [[source]]
+            name = "c"
+            kind = "gstreamer"
+            pipeline = "videotestsrc ! appsink"
+            [[source]]
+            name = "d"
+            kind = "camera"
+            device = "0"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(sources.len(), 4);
+        assert_eq!(sources[0].spec, SourceSpec::File { path: "/v.mp4".into(), looping: true });
+        assert_eq!(sources[1].reconnect, Backoff { initial_ms: 100, max_ms: 400, max_attempts: 0 });
+        assert!(!sources[0].spec.is_live() && sources[1].spec.is_live());
+    }
+
+    #[test]
+    fn rejects_duplicates_and_unknown_fields() {
+        let dup = "[[source]]\nname='a'\nkind='camera'\ndevice='0'\n[[source]]\nname='a'\nkind='camera'\ndevice='1'\n";
+        assert!(parse_sources(dup).is_err());
+        assert!(parse_sources("[[source]]\nname='a'\nkind='camera'\ndevice='0'\ncolour='red'\n").is_err());
+        assert!(parse_sources("[[source]]\nname='a'\nkind='satellite'\n").is_err());
+        assert!(parse_sources("[[source]]\nname='a'\nkind='network'\n").is_err(), "network needs a url");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let b = Backoff { initial_ms: 100, max_ms: 1000, max_attempts: 0 };
+        let delays: Vec<u64> = (1..=6).map(|a| b.delay(a).as_millis() as u64).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(b.delay(200).as_millis(), 1000);
+    }
+}
