@@ -78,6 +78,28 @@ async fn grpcurl_lists_checks_health_and_segments_json() {
     let encoder_us: u64 = response["timing"]["encoderUs"].as_str().unwrap().parse().unwrap();
     assert!(encoder_us > 0);
 
+    // A bidirectional stream as grpcurl (and ghz) drive it: messages from stdin, half-close at EOF.
+    let stream_input = [
+        serde_json::json!({"start": {"clientFrames": {}, "maskOptions": {"format": "MASK_FORMAT_POLYGONS"}}}),
+        serde_json::json!({"prompts": {"upsert": [{"objectId": 8, "points": [{"x": 100, "y": 80, "label": "POINT_LABEL_POSITIVE"}]}], "revision": "3"}}),
+        serde_json::json!({"frame": {"image": {"encoded": image}, "frameId": "42", "timestampUs": "1000"}}),
+    ]
+    .iter()
+    .map(|m| m.to_string())
+    .collect::<Vec<_>>()
+    .join("\n");
+    let (ok, output, err) =
+        run(args(&["-plaintext", "-d", "@", addr, "samstream.v1.Segmenter/StreamSegment"]), Some(stream_input)).await.unwrap();
+    assert!(ok, "StreamSegment failed: {err}");
+    let result = serde_json::Deserializer::from_str(&output)
+        .into_iter::<serde_json::Value>()
+        .map(Result::unwrap)
+        .find(|m| m.get("result").is_some())
+        .unwrap_or_else(|| panic!("no result in:\n{output}"));
+    assert_eq!(result["result"]["frameId"], "42");
+    assert_eq!(result["result"]["promptRevision"], "3");
+    assert!(result["result"]["objects"][0]["mask"]["polygons"].is_object());
+
     let bad = serde_json::json!({"image": {"encoded": image}, "objects": [{"objectId": 1}]});
     let (ok, _, err) = run(args(&["-plaintext", "-d", "@", addr, "samstream.v1.Segmenter/Segment"]), Some(bad.to_string())).await.unwrap();
     assert!(!ok && err.contains("Code: InvalidArgument") && err.contains("objects[0]"), "{err}");
