@@ -56,6 +56,7 @@ async fn a_file_source_streams_masks_then_ends() {
     // and answered + dropped frames add up to the frames the file had after the first answer.
     let (first, last) = (&results[0], results.last().unwrap());
     assert!(last.frames_dropped > 0, "a 10 fps source outruns the CPU model: {last:?}");
+    s::assert_source_rate(&results, 10.0);
     assert!(last.frame_id <= 50, "a 5 s file at 10 fps has 50 frames, got frame {}", last.frame_id);
     assert_eq!(last.frames_dropped - first.frames_dropped + results.len() as u64, last.frame_id - first.frame_id + 1);
     server.shutdown().await.unwrap();
@@ -166,6 +167,7 @@ async fn an_http_stream_is_read_and_reconnected_when_its_server_dies() {
             .unwrap();
     let (results, _) = stream.results(3, LONG).await;
     s::check_results(&results);
+    s::assert_source_rate(&results, 10.0);
 
     ffmpeg.kill();
     let events = stream.until_event(proto::EventKind::SourceLost, LONG).await;
@@ -201,6 +203,7 @@ async fn a_live_gstreamer_source_and_an_unreachable_one() {
             .unwrap();
     let (results, _) = live.results(3, LONG).await;
     s::check_results(&results);
+    s::assert_source_rate(&results, 5.0);
 
     // Connection refused: reconnect attempts are reported, then the source gives up; no hang.
     let mut nowhere = StreamClient::open(&mut client, s::start(Source::SourceName("nowhere".into()), false, vec![])).await.unwrap();

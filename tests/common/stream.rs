@@ -181,3 +181,16 @@ pub fn check_results(results: &[proto::FrameResult]) {
         assert_eq!(r.frames_dropped - first.frames_dropped, seen - (i as u64 + 1), "frame {}: frames_dropped", r.frame_id);
     }
 }
+
+/// The source's frame rate as the results see it: frame ids over timestamps.
+pub fn assert_source_rate(results: &[proto::FrameResult], fps: f64) {
+    let (first, last) = (&results[0], results.last().unwrap());
+    let seconds = (last.timestamp_us - first.timestamp_us) as f64 / 1e6;
+    let rate = (last.frame_id - first.frame_id) as f64 / seconds;
+    assert!(
+        (rate - fps).abs() <= fps * 0.3,
+        "frames {}..{} in {seconds:.2} s = {rate:.1} fps, source runs at {fps}",
+        first.frame_id,
+        last.frame_id
+    );
+}
