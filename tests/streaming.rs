@@ -272,7 +272,7 @@ async fn streams_are_refused_with_clear_statuses() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::config();
     config.sources = Some(s::write_sources(dir.path(), ""));
-    config.allow_uris = vec!["http://127.0.0.1:1/allowed/*".into()];
+    config.allow_uris = vec!["http://127.0.0.1:1/allowed/*".into(), "http://169.254.*".into()];
     let server = common::start_server(config).await;
     let mut client = common::client(&server).await;
     let refused = |source: Source| s::start(source, false, vec![]);

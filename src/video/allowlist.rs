@@ -2,7 +2,8 @@
 //!
 //! Patterns are globs where `*` matches any run of characters (`rtsp://cams.example/*`).
 //! Only network schemes are ever allowed, whatever the patterns say: a client must not make
-//! the server read its files (`file://`, plain paths) or run a GStreamer pipeline.
+//! the server read its files (`file://`, plain paths) or run a GStreamer pipeline. Link-local
+//! hosts (169.254.0.0/16, fe80::/10: cloud metadata services) are refused too.
 
 const NETWORK_SCHEMES: &[&str] = &["rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "tcp", "udp", "srt"];
 
@@ -30,6 +31,9 @@ impl UriAllowlist {
         if uri.chars().any(char::is_control) || uri.contains(' ') {
             return Err("the URI contains whitespace or control characters".into());
         }
+        if is_link_local_host(uri) {
+            return Err("link-local and cloud metadata addresses are never allowed".into());
+        }
         if self.patterns.iter().any(|p| glob_match(p, uri)) {
             Ok(())
         } else if self.patterns.is_empty() {
@@ -37,6 +41,26 @@ impl UriAllowlist {
         } else {
             Err("the URI matches no --allow-uri pattern".into())
         }
+    }
+}
+
+/// The authority's host, without user info or port, as written in the URI.
+fn host(uri: &str) -> &str {
+    let rest = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        return bracketed.split(']').next().unwrap_or_default();
+    }
+    authority.split(':').next().unwrap_or_default()
+}
+
+fn is_link_local_host(uri: &str) -> bool {
+    let host = host(uri).to_ascii_lowercase();
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_link_local(),
+        Ok(std::net::IpAddr::V6(ip)) => (ip.segments()[0] & 0xffc0) == 0xfe80,
+        Err(_) => host == "metadata.google.internal" || host == "metadata",
     }
 }
 
@@ -83,5 +107,8 @@ mod tests {
         let strict = UriAllowlist::new(vec!["rtsp://cams.example/*".into()]);
         assert!(strict.check("rtsp://elsewhere/1").is_err());
         assert!(UriAllowlist::default().check("rtsp://cams.example/1").is_err());
+        for metadata in ["http://169.254.169.254/latest/meta-data", "http://user@[fe80::1]:80/x", "http://metadata.google.internal/"] {
+            assert!(list.check(metadata).is_err(), "{metadata}");
+        }
     }
 }
