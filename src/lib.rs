@@ -12,5 +12,6 @@ pub mod model;
 pub mod proto;
 pub mod server;
 pub mod session;
+pub mod soak;
 pub mod telemetry;
 pub mod video;

@@ -17,6 +17,8 @@ enum Command {
     Serve(ServeConfig),
     /// Segment an image through a running server and print masks and timings.
     Client(ClientArgs),
+    /// Hold N streams on a server-side source for a while; report errors, latency, memory.
+    Soak(samstream::soak::SoakArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,6 +28,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => runtime.block_on(serve(config)),
         Command::Client(args) => runtime.block_on(client::run(args)),
+        Command::Soak(args) => runtime.block_on(samstream::soak::run(args)),
     }
 }
 

@@ -20,6 +20,7 @@ pub const FRAMES_DROPPED: &str = "samstream_frames_dropped_total";
 pub const ENCODER_RUNS: &str = "samstream_encoder_runs_total";
 pub const STREAM_RESULTS: &str = "samstream_stream_results_total";
 pub const SOURCE_RECONNECTS: &str = "samstream_source_reconnects_total";
+pub const RESIDENT_MEMORY: &str = "samstream_process_resident_memory_bytes";
 
 /// Seconds; from 1 ms (decoder on a GPU) to 10 s (a queued encoder on a slow CPU).
 const DURATION_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -44,8 +45,16 @@ pub fn handle() -> &'static PrometheusHandle {
         metrics::describe_counter!(ENCODER_RUNS, "Image encoder runs, by origin (source name, client frames, segment)");
         metrics::describe_counter!(STREAM_RESULTS, "FrameResults sent on streams");
         metrics::describe_counter!(SOURCE_RECONNECTS, "Reconnect attempts of server-side sources");
+        metrics::describe_gauge!(RESIDENT_MEMORY, metrics::Unit::Bytes, "Resident set size of the server process");
         handle
     })
+}
+
+/// The process's resident set size (Linux `VmRSS`), in bytes.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
 }
 
 pub fn observe_stages(t: &StageTimings, rpc: &'static str) {
@@ -91,7 +100,12 @@ pub async fn serve(addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task
 
 fn respond(request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let (status, body) = match (request.method(), request.uri().path()) {
-        (&hyper::Method::GET, "/metrics") => (StatusCode::OK, handle().render()),
+        (&hyper::Method::GET, "/metrics") => {
+            if let Some(bytes) = resident_memory_bytes() {
+                metrics::gauge!(RESIDENT_MEMORY).set(bytes as f64);
+            }
+            (StatusCode::OK, handle().render())
+        }
         _ => (StatusCode::NOT_FOUND, "try GET /metrics\n".to_string()),
     };
     Response::builder()
