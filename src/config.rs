@@ -59,6 +59,19 @@ pub struct ServeConfig {
     #[arg(long, env = "SAMSTREAM_MAX_POINTS", default_value_t = 32)]
     pub max_points_per_object: usize,
 
+    /// Most StreamSegment sessions at once; more get RESOURCE_EXHAUSTED at once.
+    #[arg(long, env = "SAMSTREAM_MAX_STREAMS", default_value_t = 64)]
+    pub max_streams: usize,
+
+    /// Most Segment calls in flight at once; more get RESOURCE_EXHAUSTED at once.
+    #[arg(long, env = "SAMSTREAM_MAX_INFLIGHT", default_value_t = 32)]
+    pub max_inflight: usize,
+
+    /// Seconds to let in-flight work finish after SIGTERM/ctrl-c before exiting anyway; the
+    /// first quarter (at most 1 s) health already says NOT_SERVING while calls are still served.
+    #[arg(long, env = "SAMSTREAM_SHUTDOWN_GRACE_SECS", default_value_t = 5.0)]
+    pub shutdown_grace_secs: f64,
+
     /// TOML file of server-side video sources (files, cameras, network streams, GStreamer).
     #[arg(long, env = "SAMSTREAM_SOURCES")]
     pub sources: Option<PathBuf>,
@@ -97,6 +110,9 @@ impl ServeConfig {
             max_pixels: 4096 * 4096,
             max_objects: 64,
             max_points_per_object: 32,
+            max_streams: 64,
+            max_inflight: 32,
+            shutdown_grace_secs: 5.0,
             sources: None,
             allow_uris: Vec::new(),
             source_grace_secs: 5.0,

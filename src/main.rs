@@ -25,18 +25,40 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     samstream::telemetry::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(config) => runtime.block_on(serve(config)),
         Command::Client(args) => runtime.block_on(client::run(args)),
         Command::Soak(args) => runtime.block_on(samstream::soak::run(args)),
-    }
+    };
+    // Blocking tasks (an image decode, a grabber's read) must not hold the exit back.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let server = samstream::server::start(config, shutdown_signal()).await?;
+    let grace = std::time::Duration::from_secs_f64(config.shutdown_grace_secs.max(0.0));
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel();
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = signalled_tx.send(());
+    };
+    let server = samstream::server::start(config, signal).await?;
     // Printed on stdout so scripts that start the server on port 0 can find it.
     println!("samstream listening on {}", server.addr);
-    server.wait().await
+    tokio::select! {
+        result = server.wait() => result,
+        () = async {
+            if signalled.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs_f64(), "shutdown grace period over; exiting with work still in flight");
+            // The inference threads may be mid-run; exiting the process is the only way out.
+            std::process::exit(0);
+        }
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.

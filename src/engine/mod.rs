@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::model::prompt::PromptTokens;
 use crate::model::{ImageEncoder, ImageGeometry, MaskDecoder, ModelError, PreprocessedImage};
+use crate::telemetry::metrics::JOBS_SKIPPED;
 
 use job::{DecodeJob, EncodeJob};
 pub use job::{Decoded, Encoded, ImageEmbedding};
@@ -151,8 +152,9 @@ fn run_encoder<E, D, F>(
     tracing::info!(%execution_provider, "model loaded and warmed up");
     state.send_replace(EngineState::Ready { execution_provider });
     while let Some(job) = queue.blocking_recv() {
-        // A caller that went away (cancelled RPC, closed stream) gets no work done for it.
+        // A caller that went away (deadline, cancelled RPC, closed stream) gets no work done.
         if job.reply.is_closed() {
+            metrics::counter!(JOBS_SKIPPED, "stage" => "encoder").increment(1);
             continue;
         }
         let queue_wait = job.enqueued.elapsed();
@@ -171,6 +173,7 @@ fn run_encoder<E, D, F>(
 fn run_decoder<D: MaskDecoder>(mut decoder: D, mut queue: mpsc::Receiver<DecodeJob>) {
     while let Some(job) = queue.blocking_recv() {
         if job.reply.is_closed() {
+            metrics::counter!(JOBS_SKIPPED, "stage" => "decoder").increment(1);
             continue;
         }
         let queue_wait = job.enqueued.elapsed();

@@ -135,6 +135,7 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
         .max_encoding_message_size(config.max_message_bytes);
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let drain = Duration::from_secs_f64((config.shutdown_grace_secs / 4.0).clamp(0.0, 1.0));
     let stop = async move {
         tokio::select! {
             _ = shutdown_rx => {}
@@ -146,6 +147,8 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
             stopping_health.set_service_status(name, ServingStatus::NotServing).await;
         }
         closing_tx.send_replace(true);
+        // Health pollers get a moment to see NOT_SERVING before connections are drained.
+        tokio::time::sleep(drain).await;
     };
     let router = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(layers::oversized_message_is_resource_exhausted))

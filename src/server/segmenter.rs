@@ -18,8 +18,13 @@ use crate::session::{SessionConfig, SessionSource, SourceHub, run_session};
 use crate::telemetry::StageTimings;
 use crate::video::{ImageLimits, UriAllowlist, decode_image};
 
+/// Suggested back-off for calls refused by a concurrency limit: about one encoder run here.
+const RETRY_AFTER_MS: u64 = 1_000;
+
 pub struct Segmenter {
     engine: Engine,
+    inflight: Limit,
+    streams: Limit,
     closing: tokio::sync::watch::Receiver<bool>,
     hub: Arc<SourceHub>,
     allowlist: UriAllowlist,
@@ -40,6 +45,8 @@ impl Segmenter {
     ) -> Self {
         Self {
             engine,
+            inflight: Limit::new("in-flight Segment", config.max_inflight),
+            streams: Limit::new("stream", config.max_streams),
             closing,
             hub,
             allowlist: UriAllowlist::new(config.allow_uris.clone()),
@@ -55,6 +62,7 @@ impl Segmenter {
         let started = Instant::now();
         // Refuse at once while the model loads, before paying for the image decode.
         self.engine.ensure_ready()?;
+        let _permit = self.inflight.admit()?;
         let mut timings = StageTimings::default();
         let options = validate::mask_options("mask_options", request.mask_options.as_ref())?;
         if request.objects.is_empty() {
@@ -115,6 +123,7 @@ impl Segmenter {
         if *self.closing.borrow() {
             return Err(ApiError::Unavailable("the server is shutting down".into()).into());
         }
+        let permit = self.streams.admit()?;
         let mask_options = validate::mask_options("start.mask_options", start.mask_options.as_ref())?;
         if !start.max_fps.is_finite() || start.max_fps < 0.0 {
             return Err(ApiError::invalid("start.max_fps", format!("must be a finite number >= 0, got {}", start.max_fps)).into());
@@ -140,7 +149,11 @@ impl Segmenter {
         // A few results of headroom; beyond that a slow reader holds the session back and
         // frames are skipped at the source instead of queueing here.
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(run_session(self.engine.clone(), source, config, inbound, tx));
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            run_session(engine, source, config, inbound, tx).await;
+            drop(permit);
+        });
         Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
     }
 
@@ -165,6 +178,28 @@ impl Segmenter {
                 .collect(),
             onnxruntime_version: self.onnxruntime_version.clone(),
         }
+    }
+}
+
+/// A concurrency cap: calls beyond it are refused at once rather than queued.
+struct Limit {
+    what: &'static str,
+    max: usize,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Limit {
+    fn new(what: &'static str, max: usize) -> Self {
+        Self { what, max, permits: Arc::new(tokio::sync::Semaphore::new(max)) }
+    }
+
+    /// A permit held for the call's lifetime, or RESOURCE_EXHAUSTED with a retry hint.
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.permits.clone().try_acquire_owned().map_err(|_| ApiError::Overloaded {
+            what: self.what,
+            limit: self.max,
+            retry_after_ms: RETRY_AFTER_MS,
+        })
     }
 }
 

@@ -20,6 +20,9 @@ pub enum ApiError {
     PermissionDenied(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A concurrency limit is reached; the client should retry after the hinted delay.
+    #[error("{what} limit of {limit} reached; retry in about {retry_after_ms} ms")]
+    Overloaded { what: &'static str, limit: usize, retry_after_ms: u64 },
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -86,6 +89,12 @@ impl From<ApiError> for Status {
             ApiError::NotFound(_) => Status::not_found(message),
             ApiError::PermissionDenied(_) => Status::permission_denied(message),
             ApiError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            ApiError::Overloaded { what, retry_after_ms, .. } => {
+                metrics::counter!(crate::telemetry::metrics::REQUESTS_REFUSED, "limit" => what).increment(1);
+                let mut status = Status::resource_exhausted(message);
+                status.metadata_mut().insert("retry-after-ms", retry_after_ms.into());
+                status
+            }
             ApiError::Unavailable(_) => Status::unavailable(message),
             ApiError::Internal(_) => {
                 tracing::error!(error = %message, "internal error");
