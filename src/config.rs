@@ -85,6 +85,23 @@ pub struct ServeConfig {
     #[arg(long, env = "SAMSTREAM_SOURCE_GRACE_SECS", default_value_t = 5.0)]
     pub source_grace_secs: f64,
 
+    /// PEM certificate chain for TLS (rustls); with --tls-key.
+    #[arg(long, env = "SAMSTREAM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS.
+    #[arg(long, env = "SAMSTREAM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle: clients must present a certificate it signed (mutual TLS).
+    #[arg(long, env = "SAMSTREAM_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// File of bearer tokens, one per line: every RPC but health then needs
+    /// `authorization: Bearer <token>`.
+    #[arg(long, env = "SAMSTREAM_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
     /// Serve Prometheus metrics on http://ADDR/metrics.
     #[arg(long, env = "SAMSTREAM_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -117,6 +134,10 @@ impl ServeConfig {
             allow_uris: Vec::new(),
             source_grace_secs: 5.0,
             metrics_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            auth_token_file: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! gRPC transport: the Segmenter service, health, reflection, and the server's lifecycle.
 
+mod auth;
 mod layers;
 mod segmenter;
 mod status;
@@ -150,8 +151,17 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
         // Health pollers get a moment to see NOT_SERVING before connections are drained.
         tokio::time::sleep(drain).await;
     };
-    let router = tonic::transport::Server::builder()
+    let auth = match &config.auth_token_file {
+        Some(path) => auth::AuthLayer::from_file(path)?,
+        None => auth::AuthLayer::default(),
+    };
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls_config(&config)? {
+        builder = builder.tls_config(tls)?;
+    }
+    let router = builder
         .layer(tower::util::MapResponseLayer::new(layers::oversized_message_is_resource_exhausted))
+        .layer(auth)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -166,4 +176,15 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
     });
     tracing::info!(%addr, "listening");
     Ok(RunningServer { addr, metrics_addr, engine, serving, shutdown: Some(shutdown_tx), task })
+}
+
+fn tls_config(config: &ServeConfig) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else { return Ok(None) };
+    let read = |path: &std::path::PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
 }
