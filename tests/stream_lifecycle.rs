@@ -40,6 +40,7 @@ async fn disconnects_free_the_stream_and_metrics_show_every_stage() {
     config.sources =
         Some(s::write_sources(dir.path(), &format!("[[source]]\nname = \"loop\"\nkind = \"file\"\npath = {video:?}\nloop = true\n")));
     config.source_grace_secs = 0.3;
+    config.max_streams = 128;
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let server = common::start_server(config).await;
     let metrics_addr = server.metrics_addr.expect("metrics served");
@@ -64,6 +65,27 @@ async fn disconnects_free_the_stream_and_metrics_show_every_stage() {
     assert_eq!(s::metric_value("samstream_encoder_runs_total", "origin=\"loop\""), runs, "nothing is encoded for nobody");
     let listed = client.list_sources(proto::ListSourcesRequest {}).await.unwrap().into_inner().sources;
     assert_eq!(listed[0].status, proto::SourceStatus::Idle as i32);
+
+    // 100 clients vanish at once mid-stream: every session ends, the gauge returns, the
+    // source stops, and memory stays within a stated bound.
+    const CLIENTS: usize = 100;
+    const RSS_BOUND_MIB: f64 = 100.0;
+    let rss_before = samstream::telemetry::metrics::resident_memory_bytes().unwrap() as f64;
+    let mut crowd = Vec::new();
+    for _ in 0..CLIENTS {
+        crowd.push(StreamClient::open(&mut client, s::start(Source::SourceName("loop".into()), false, vec![])).await.unwrap());
+    }
+    for stream in &mut crowd {
+        stream.results(1, LONG).await;
+    }
+    assert_eq!(s::metric_value("samstream_active_streams", ""), streams_before + CLIENTS as f64);
+    drop(crowd);
+    assert_eq!(gauge_settles_at("samstream_active_streams", streams_before).await, streams_before);
+    assert_eq!(gauge_settles_at("samstream_active_sources", 0.0).await, 0.0);
+    let rss_after = samstream::telemetry::metrics::resident_memory_bytes().unwrap() as f64;
+    let growth = (rss_after - rss_before) / 1048576.0;
+    eprintln!("RSS around {CLIENTS} abrupt disconnects: {:.1} -> {:.1} MiB", rss_before / 1048576.0, rss_after / 1048576.0);
+    assert!(growth < RSS_BOUND_MIB, "RSS grew {growth:.1} MiB (bound {RSS_BOUND_MIB} MiB)");
 
     // A unary call too, then the exporter shows the stage histograms of both RPCs.
     let image = proto::Image { kind: Some(proto::image::Kind::Encoded(common::png_bytes("small.png"))) };

@@ -304,3 +304,45 @@ async fn streams_are_refused_with_clear_statuses() {
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_frames_in_a_file_are_reported_and_the_stream_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // MPEG-TS survives damage: the decoder drops the broken frames and carries on.
+    let video = dir.path().join("damaged.ts");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-t", "6"])
+        .args(["-c:v", "mpeg4", "-q:v", "5", "-f", "mpegts"])
+        .arg(&video)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut bytes = std::fs::read(&video).unwrap();
+    let len = bytes.len();
+    for start in [len / 4, len / 2] {
+        for (i, b) in bytes[start..start + 6000].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(97).wrapping_add(13);
+        }
+    }
+    std::fs::write(&video, bytes).unwrap();
+    let server = server_with_sources(dir.path(), &format!("[[source]]\nname = \"damaged\"\nkind = \"file\"\npath = {video:?}\n")).await;
+    let mut client = common::client(&server).await;
+    let mut stream =
+        StreamClient::open(&mut client, s::start(Source::SourceName("damaged".into()), false, vec![s::point_object(1, 50.0, 50.0)]))
+            .await
+            .unwrap();
+    let (mut results, mut events) = (Vec::new(), Vec::new());
+    while let Some(message) = stream.next(LONG).await {
+        match message {
+            Resp::Result(r) => results.push(r),
+            Resp::Event(e) => events.push(e),
+        }
+    }
+    let skipped: Vec<&proto::StreamEvent> = events.iter().filter(|e| e.kind == proto::EventKind::FramesSkipped as i32).collect();
+    assert!(!skipped.is_empty(), "damage is reported: {events:?}");
+    assert!(skipped[0].message.contains("unreadable frame"), "{skipped:?}");
+    assert!(results.len() >= 2, "the stream went on: {} results", results.len());
+    s::check_results(&results);
+    assert!(events.last().is_some_and(|e| e.kind == proto::EventKind::SourceEnded as i32), "{events:?}");
+    server.shutdown().await.unwrap();
+}

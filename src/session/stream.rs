@@ -134,6 +134,7 @@ fn event_kind(kind: SourceEventKind) -> proto::EventKind {
         SourceEventKind::Lost => proto::EventKind::SourceLost,
         SourceEventKind::Reconnecting => proto::EventKind::SourceReconnecting,
         SourceEventKind::Ended => proto::EventKind::SourceEnded,
+        SourceEventKind::FramesSkipped => proto::EventKind::FramesSkipped,
     }
 }
 

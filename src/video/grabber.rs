@@ -13,6 +13,7 @@ use opencv::videoio::{self, VideoCapture};
 use tokio::sync::{broadcast, watch};
 
 use super::config::{SourceConfig, SourceSpec};
+use super::pacing::FileClock;
 use crate::proto::SourceStatus;
 
 /// Network reads and opens give up after this long, so a dead peer never hangs the grabber.
@@ -39,6 +40,8 @@ pub enum SourceEventKind {
     Lost,
     Reconnecting,
     Ended,
+    /// Corrupt or missing data: some frames could not be read; the source goes on.
+    FramesSkipped,
 }
 
 #[derive(Debug, Clone)]
@@ -181,19 +184,34 @@ impl Run {
         self.state.send_replace(SourceState { status: SourceStatus::Connected, width, height, fps: fps as f32 });
         self.emit(SourceEventKind::Connected, format!("{} ({width}x{height} at {fps:.1} fps)", self.config.spec.describe()));
 
-        // Files are read at their own frame rate, as if live; live sources pace themselves.
+        // Files are played at their own timestamps, as if live; live sources pace themselves.
         let looping = matches!(self.config.spec, SourceSpec::File { looping: true, .. });
-        let interval = (!self.config.spec.is_live()).then(|| Duration::from_secs_f64(1.0 / if fps > 0.0 { fps } else { DEFAULT_FILE_FPS }));
-        let mut next_due = Instant::now();
+        let fallback = Duration::from_secs_f64(1.0 / if fps > 0.0 { fps } else { DEFAULT_FILE_FPS });
+        let mut clock = (!self.config.spec.is_live()).then(|| FileClock::new(fallback));
         let mut bgr = Mat::default();
         while !self.stopped() {
             // grab() waits for the next frame of a live source; only retrieve() and the colour
             // conversion are the capture stage's own cost.
-            let grabbed = capture.grab().unwrap_or(false);
+            let mut grabbed = capture.grab().unwrap_or(false);
+            if grabbed && let Some(clock) = clock.as_mut() {
+                let position = capture.get(videoio::CAP_PROP_POS_MSEC).unwrap_or(-1.0);
+                let (wait, missing) = clock.frame(position, Instant::now());
+                if missing > 0 {
+                    let at = position / 1000.0;
+                    self.emit(
+                        SourceEventKind::FramesSkipped,
+                        format!("{missing} unreadable frame(s) skipped before {at:.2} s (corrupt or missing data)"),
+                    );
+                }
+                self.sleep(wait);
+            }
             let grabbed_at = Instant::now();
-            let grabbed = grabbed && capture.retrieve(&mut bgr, 0).unwrap_or(false) && !bgr.empty();
+            grabbed = grabbed && capture.retrieve(&mut bgr, 0).unwrap_or(false) && !bgr.empty();
             if !grabbed {
                 if looping && rewind(&mut capture, &self.config.spec) {
+                    if let Some(clock) = clock.as_mut() {
+                        clock.restart();
+                    }
                     continue;
                 }
                 return if self.config.spec.is_live() {
@@ -211,15 +229,6 @@ impl Run {
             self.seq += 1;
             let frame = RawFrame { seq: self.seq, timestamp_us: unix_micros(), rgb, grabbed_at, capture: grabbed_at.elapsed() };
             self.frames.send_replace(Some(Arc::new(frame)));
-            if let Some(interval) = interval {
-                next_due += interval;
-                let now = Instant::now();
-                if next_due > now {
-                    self.sleep(next_due - now);
-                } else {
-                    next_due = now;
-                }
-            }
         }
         Outcome::Stopped
     }

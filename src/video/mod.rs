@@ -4,6 +4,7 @@ pub mod allowlist;
 pub mod config;
 mod grabber;
 mod image;
+mod pacing;
 
 pub use allowlist::UriAllowlist;
 pub use config::{Backoff, SourceConfig, SourceSpec, load_sources};
