@@ -212,17 +212,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> 
 #[tonic::async_trait]
 impl proto::segmenter_server::Segmenter for Segmenter {
     async fn segment(&self, request: Request<proto::SegmentRequest>) -> Result<Response<proto::SegmentResponse>, Status> {
-        let span = tracing::info_span!(
-            "segment",
-            objects = request.get_ref().objects.len(),
-            capture_us = tracing::field::Empty,
-            preprocess_us = tracing::field::Empty,
-            queue_us = tracing::field::Empty,
-            encoder_us = tracing::field::Empty,
-            decoder_us = tracing::field::Empty,
-            postprocess_us = tracing::field::Empty,
-            total_us = tracing::field::Empty,
-        );
+        let span = crate::stage_span!("segment", objects = request.get_ref().objects.len());
         let result = self.segment(request.into_inner()).instrument(span.clone()).await;
         match &result {
             Ok(_) => span.in_scope(|| tracing::info!("segment done")),

@@ -324,18 +324,7 @@ impl Session {
     /// Decodes every object on `frame` and sends the result. `update` is set when a prompt
     /// update re-decodes an already processed frame: its cached embedding is reused.
     async fn process(&mut self, frame: Arc<EncodedFrame>, update: Option<Instant>) -> Result<(), Stop> {
-        let span = tracing::info_span!(
-            "frame",
-            frame_id = frame.seq,
-            objects = self.prompts.len(),
-            capture_us = tracing::field::Empty,
-            preprocess_us = tracing::field::Empty,
-            queue_us = tracing::field::Empty,
-            encoder_us = tracing::field::Empty,
-            decoder_us = tracing::field::Empty,
-            postprocess_us = tracing::field::Empty,
-            total_us = tracing::field::Empty,
-        );
+        let span = crate::stage_span!("frame", frame_id = frame.seq, objects = self.prompts.len());
         let geometry = frame.geometry;
         let (ids, tokens) = self.prompts.tokens(&geometry, self.config.track, update.is_some());
         let mut timings = if update.is_some() { StageTimings::default() } else { frame.timings };

@@ -3,6 +3,25 @@
 
 use std::time::Duration;
 
+/// An INFO span named `$name` with the given fields plus an empty field per stage, which
+/// `StageTimings::report` fills once the request or frame is done.
+#[macro_export]
+macro_rules! stage_span {
+    ($name:literal, $($fields:tt)*) => {
+        tracing::info_span!(
+            $name,
+            $($fields)*,
+            capture_us = tracing::field::Empty,
+            preprocess_us = tracing::field::Empty,
+            queue_us = tracing::field::Empty,
+            encoder_us = tracing::field::Empty,
+            decoder_us = tracing::field::Empty,
+            postprocess_us = tracing::field::Empty,
+            total_us = tracing::field::Empty,
+        )
+    };
+}
+
 use crate::proto;
 
 /// Durations of one request's stages, reported as the response's `Timing` and span fields.

@@ -103,6 +103,7 @@ mod tests {
         assert!(list.check("rtsp://cams.example/1").is_ok());
         assert!(list.check("file:///etc/passwd").is_err(), "files never, even with a * pattern");
         assert!(list.check("/etc/passwd").is_err());
+        assert!(list.check("../../etc/passwd").is_err());
         assert!(list.check("videotestsrc ! appsink").is_err());
         let strict = UriAllowlist::new(vec!["rtsp://cams.example/*".into()]);
         assert!(strict.check("rtsp://elsewhere/1").is_err());
