@@ -14,7 +14,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the Segmenter gRPC API (plus health and reflection).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Segment an image through a running server and print masks and timings.
     Client(ClientArgs),
     /// Hold N streams on a server-side source for a while; report errors, latency, memory.
@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     samstream::telemetry::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = match cli.command {
-        Command::Serve(config) => runtime.block_on(serve(config)),
+        Command::Serve(config) => runtime.block_on(serve(*config)),
         Command::Client(args) => runtime.block_on(client::run(args)),
         Command::Soak(args) => runtime.block_on(samstream::soak::run(args)),
     };
