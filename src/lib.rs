@@ -4,6 +4,7 @@
 //! encoder, decoder, postprocess; driven by the `engine` thread) -> `mask` (wire encodings)
 //! -> `server` (tonic services).
 
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod engine;

@@ -19,6 +19,8 @@ enum Command {
     Client(ClientArgs),
     /// Hold N streams on a server-side source for a while; report errors, latency, memory.
     Soak(samstream::soak::SoakArgs),
+    /// Load-generate Segment or StreamSegment calls; throughput and latency percentiles.
+    Bench(samstream::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,6 +31,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(config) => runtime.block_on(serve(*config)),
         Command::Client(args) => runtime.block_on(client::run(args)),
         Command::Soak(args) => runtime.block_on(samstream::soak::run(args)),
+        Command::Bench(args) => runtime.block_on(samstream::bench::run(args)),
     };
     // Blocking tasks (an image decode, a grabber's read) must not hold the exit back.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -30,17 +30,20 @@ pub struct SoakArgs {
     pub metrics: Option<String>,
 }
 
-const STAGES: [&str; 7] = ["capture", "preprocess", "queue", "encoder", "decoder", "postprocess", "total"];
+pub(crate) const STAGES: [&str; 7] = ["capture", "preprocess", "queue", "encoder", "decoder", "postprocess", "total"];
 
+/// What one stream saw: result count, its last cumulative frames_dropped, errors, and every
+/// result's stage durations in microseconds.
 #[derive(Default)]
-struct StreamReport {
-    results: u64,
-    frames_dropped: u64,
-    errors: Vec<String>,
-    stages: BTreeMap<&'static str, Vec<u64>>,
+pub(crate) struct StreamReport {
+    pub results: u64,
+    pub frames_dropped: u64,
+    pub errors: Vec<String>,
+    pub stages: BTreeMap<&'static str, Vec<u64>>,
 }
 
-async fn one_stream(server: String, source: String, id: u32, until: Instant) -> StreamReport {
+/// Holds one stream on `source` with one point prompt until `until`.
+pub(crate) async fn one_stream(server: String, source: String, id: u32, until: Instant) -> StreamReport {
     let mut report = StreamReport::default();
     let mut client = match SegmenterClient::connect(server).await {
         Ok(c) => c,

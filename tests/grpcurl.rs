@@ -100,6 +100,19 @@ async fn grpcurl_lists_checks_health_and_segments_json() {
     assert_eq!(result["result"]["promptRevision"], "3");
     assert!(result["result"]["objects"][0]["mask"]["polygons"].is_object());
 
+    // The ghz configs under deploy/ghz carry payloads grpcurl must accept as they are.
+    for (config, stream) in [("segment.json", false), ("stream.json", true)] {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/ghz/").to_string() + config;
+        let ghz: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let input = match &ghz["data"] {
+            serde_json::Value::Array(messages) if stream => messages.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("\n"),
+            data => data.to_string(),
+        };
+        let call = ghz["call"].as_str().unwrap().to_string();
+        let (ok, output, err) = run(args(&["-plaintext", "-d", "@", addr, &call]), Some(input)).await.unwrap();
+        assert!(ok && output.contains("cocoRle"), "{config}: {err}{output}");
+    }
+
     let bad = serde_json::json!({"image": {"encoded": image}, "objects": [{"objectId": 1}]});
     let (ok, _, err) = run(args(&["-plaintext", "-d", "@", addr, "samstream.v1.Segmenter/Segment"]), Some(bad.to_string())).await.unwrap();
     assert!(!ok && err.contains("Code: InvalidArgument") && err.contains("objects[0]"), "{err}");

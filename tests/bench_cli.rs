@@ -1,0 +1,50 @@
+//! `samstream bench` against a real server: bounded runs of both RPCs, checked through --json.
+
+mod common;
+
+use std::process::Command;
+
+use common::stream as s;
+
+fn bench(args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_samstream")).arg("bench").args(args).arg("--json").output().unwrap();
+    assert!(output.status.success(), "bench failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_reports_throughput_and_percentiles_for_both_rpcs() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = s::make_video(dir.path(), "bench.mp4", 1.0, 10);
+    let mut config = common::config();
+    config.sources =
+        Some(s::write_sources(dir.path(), &format!("[[source]]\nname = \"bench\"\nkind = \"file\"\npath = {video:?}\nloop = true\n")));
+    let server = common::start_server(config).await;
+    let url = format!("http://{}", server.addr);
+    let image = common::parity_dir().join("small.png");
+
+    let segment = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || bench(&["--server", &url, "--rpc", "segment", "--concurrency", "2", "--requests", "3", "--image", image.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    assert_eq!(segment["rpc"], "segment");
+    assert_eq!(segment["ok"], 3, "{segment}");
+    assert_eq!(segment["errors"], serde_json::json!({}));
+    let latency = &segment["latency_ms"];
+    assert!(latency["p50"].as_f64().unwrap() > 0.0 && latency["p50"].as_f64() <= latency["p99"].as_f64(), "{latency}");
+    assert!(latency["max"].as_f64().unwrap() >= segment["stages_ms"]["encoder"]["p50"].as_f64().unwrap());
+    assert!(segment["per_second"].as_f64().unwrap() > 0.0);
+
+    let stream = tokio::task::spawn_blocking(move || {
+        bench(&["--server", &url, "--rpc", "stream", "--concurrency", "2", "--seconds", "6", "--source", "bench"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(stream["rpc"], "stream");
+    assert!(stream["ok"].as_u64().unwrap() >= 2, "{stream}");
+    assert_eq!(stream["errors"], serde_json::json!({}));
+    assert!(stream["stages_ms"]["decoder"]["p50"].as_f64().unwrap() > 0.0);
+    server.shutdown().await.unwrap();
+}
