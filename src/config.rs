@@ -1,18 +1,32 @@
-//! Server configuration: one struct, from flags or `SAMSTREAM_*` environment variables,
-//! passed down whole.
+//! Server configuration: one struct, passed down whole. Precedence, highest first: command-line
+//! flags, `SAMSTREAM_*` environment variables, the TOML file given with `--config` (keys are
+//! the long flag names with `_`), built-in defaults.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches};
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Device, ResizeFilter};
 use crate::video::ImageLimits;
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServeConfig {
+    /// TOML file with any of the options below; flags and environment variables override it.
+    #[arg(long, env = "SAMSTREAM_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML (credentials in URIs redacted) and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
+
     /// Directory with encoder.onnx, decoder.onnx and manifest.json from models/export.py.
-    #[arg(long, env = "SAMSTREAM_MODEL_DIR")]
+    #[arg(long, env = "SAMSTREAM_MODEL_DIR", default_value = "")]
     pub model_dir: PathBuf,
 
     /// Address to serve gRPC on; port 0 picks a free port (printed at startup).
@@ -20,7 +34,7 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
 
     /// The onnxruntime shared library (the PyPI wheel's onnxruntime/capi/libonnxruntime.so.1.31.1).
-    #[arg(long, env = "ORT_DYLIB_PATH")]
+    #[arg(long, env = "ORT_DYLIB_PATH", default_value = "")]
     pub ort_lib: PathBuf,
 
     /// Execution provider for both graphs.
@@ -74,6 +88,7 @@ pub struct ServeConfig {
 
     /// TOML file of server-side video sources (files, cameras, network streams, GStreamer).
     #[arg(long, env = "SAMSTREAM_SOURCES")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<PathBuf>,
 
     /// Glob of client-supplied stream URIs to allow (`rtsp://cams.example/*`); repeatable.
@@ -87,27 +102,80 @@ pub struct ServeConfig {
 
     /// PEM certificate chain for TLS (rustls); with --tls-key.
     #[arg(long, env = "SAMSTREAM_TLS_CERT", requires = "tls_key")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key for TLS.
     #[arg(long, env = "SAMSTREAM_TLS_KEY", requires = "tls_cert")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
 
     /// PEM CA bundle: clients must present a certificate it signed (mutual TLS).
     #[arg(long, env = "SAMSTREAM_TLS_CLIENT_CA", requires = "tls_cert")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_client_ca: Option<PathBuf>,
 
     /// File of bearer tokens, one per line: every RPC but health then needs
     /// `authorization: Bearer <token>`.
     #[arg(long, env = "SAMSTREAM_AUTH_TOKEN_FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token_file: Option<PathBuf>,
 
     /// Serve Prometheus metrics on http://ADDR/metrics.
     #[arg(long, env = "SAMSTREAM_METRICS_LISTEN")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
 }
 
+/// Wraps `ServeConfig` alone, to read it from an argument list (tests, embedding).
+#[derive(clap::Parser)]
+struct ServeOnly {
+    #[command(flatten)]
+    serve: ServeConfig,
+}
+
 impl ServeConfig {
+    /// Parses `args` (program name first) and applies the config file; for tests and embedding.
+    pub fn parse_from<I: IntoIterator<Item = T>, T: Into<std::ffi::OsString> + Clone>(args: I) -> anyhow::Result<Self> {
+        let matches = ServeOnly::command().try_get_matches_from(args)?;
+        ServeOnly::from_arg_matches(&matches)?.serve.resolve(&matches)
+    }
+
+    /// Fills every option the user gave neither as a flag nor as an environment variable
+    /// from the `--config` file, then checks what is required.
+    pub fn resolve(self, matches: &ArgMatches) -> anyhow::Result<Self> {
+        let Some(path) = self.config.clone() else { return self.checked() };
+        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
+        let file: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+        let mut merged = toml::Table::try_from(&self)?;
+        for (key, value) in file {
+            let known =
+                ServeOnly::command().get_arguments().any(|a| a.get_id().as_str() == key && key != "config" && key != "print_config");
+            anyhow::ensure!(known, "config {}: unknown option `{key}`", path.display());
+            if !matches!(matches.value_source(&key), Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
+                merged.insert(key, value);
+            }
+        }
+        let mut resolved: ServeConfig =
+            toml::Value::Table(merged).try_into().map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+        resolved.config = Some(path);
+        resolved.print_config = self.print_config;
+        resolved.checked()
+    }
+
+    fn checked(self) -> anyhow::Result<Self> {
+        anyhow::ensure!(!self.model_dir.as_os_str().is_empty(), "--model-dir is required (flag, SAMSTREAM_MODEL_DIR or config file)");
+        anyhow::ensure!(!self.ort_lib.as_os_str().is_empty(), "--ort-lib is required (flag, ORT_DYLIB_PATH or config file)");
+        Ok(self)
+    }
+
+    /// The effective configuration as TOML, with passwords in URIs replaced by `***`.
+    pub fn to_toml_redacted(&self) -> anyhow::Result<String> {
+        let mut shown = self.clone();
+        shown.allow_uris = shown.allow_uris.iter().map(|u| redact_userinfo(u)).collect();
+        Ok(toml::to_string(&shown)?)
+    }
+
     pub fn image_limits(&self) -> ImageLimits {
         ImageLimits { max_pixels: self.max_pixels, max_bytes: self.max_image_bytes }
     }
@@ -115,6 +183,8 @@ impl ServeConfig {
     /// Defaults for everything but the paths; for tests and embedding.
     pub fn new(model_dir: PathBuf, ort_lib: PathBuf) -> Self {
         Self {
+            config: None,
+            print_config: false,
             model_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ort_lib,
@@ -138,6 +208,51 @@ impl ServeConfig {
             tls_key: None,
             tls_client_ca: None,
             auth_token_file: None,
+        }
+    }
+}
+
+/// `scheme://user:secret@host/...` -> `scheme://user:***@host/...`.
+fn redact_userinfo(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else { return uri.to_string() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+        }
+        None => uri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("samstream.toml");
+        std::fs::write(&file, "model_dir = \"/models\"\nort_lib = \"/lib/ort.so\"\nmax_objects = 3\nmax_pixels = 1000\nallow_uris = [\"rtsp://cam:pw@cams/*\"]\n").unwrap();
+        let path = file.to_str().unwrap();
+        let config = ServeConfig::parse_from(["x", "--config", path, "--max-objects", "7", "--model-dir", "/flag"]).unwrap();
+        assert_eq!(config.max_objects, 7, "the flag wins over the file");
+        assert_eq!(config.max_pixels, 1000, "the file wins over the default");
+        assert_eq!(config.queue_capacity, 16, "untouched options keep their default");
+        assert_eq!(config.model_dir, PathBuf::from("/flag"));
+        let shown = config.to_toml_redacted().unwrap();
+        assert!(shown.contains("rtsp://cam:***@cams/*") && !shown.contains("pw@"), "{shown}");
+
+        std::fs::write(&file, "max_objectz = 3\n").unwrap();
+        let error = ServeConfig::parse_from(["x", "--config", path]).unwrap_err().to_string();
+        assert!(error.contains("unknown option `max_objectz`"), "{error}");
+    }
+
+    #[test]
+    fn required_paths_must_come_from_somewhere() {
+        if std::env::var_os("SAMSTREAM_MODEL_DIR").is_none() {
+            let error = ServeConfig::parse_from(["x", "--ort-lib", "/x.so"]).unwrap_err().to_string();
+            assert!(error.contains("--model-dir is required"), "{error}");
         }
     }
 }

@@ -1,4 +1,4 @@
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use samstream::client::{self, ClientArgs};
 use samstream::config::ServeConfig;
@@ -24,11 +24,20 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     samstream::telemetry::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = match cli.command {
-        Command::Serve(config) => runtime.block_on(serve(*config)),
+        Command::Serve(config) => {
+            let serve_matches = matches.subcommand_matches("serve").expect("the serve subcommand was parsed");
+            let config = config.resolve(serve_matches)?;
+            if config.print_config {
+                print!("{}", config.to_toml_redacted()?);
+                return Ok(());
+            }
+            runtime.block_on(serve(config))
+        }
         Command::Client(args) => runtime.block_on(client::run(args)),
         Command::Soak(args) => runtime.block_on(samstream::soak::run(args)),
         Command::Bench(args) => runtime.block_on(samstream::bench::run(args)),
