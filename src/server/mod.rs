@@ -65,8 +65,14 @@ impl RunningServer {
 /// Binds `config.listen`, starts loading the model on the inference thread and serves at once:
 /// health reports NOT_SERVING until the model is loaded and warmed up.
 pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<RunningServer> {
-    let manifest = Manifest::load(&config.model_dir)?;
-    manifest.verify(&config.model_dir)?;
+    let model_dir = config.model_dir.clone();
+    // Hashing the graphs reads tens of megabytes: not on a runtime worker.
+    let manifest = tokio::task::spawn_blocking(move || {
+        let manifest = Manifest::load(&model_dir)?;
+        manifest.verify(&model_dir)?;
+        Ok::<_, crate::model::ModelError>(manifest)
+    })
+    .await??;
     if !manifest.provenance.meaningful_masks {
         tracing::warn!("model {}: random-init weights, masks are meaningless", manifest.provenance_detail());
     }
