@@ -101,5 +101,23 @@ async fn bearer_tokens_guard_every_rpc_but_health() {
     }
     let mut client = SegmenterClient::with_interceptor(channel, with(Some("correct-horse-battery")));
     client.get_model_info(proto::GetModelInfoRequest {}).await.expect("the right token passes");
+
+    // Reflection is guarded too: grpcurl cannot even list services without the token.
+    let addr = server.addr.to_string();
+    let listing = tokio::task::spawn_blocking(move || {
+        let grpcurl = common::python().parent().unwrap().join("grpcurl");
+        let run = |extra: &[&str]| {
+            std::process::Command::new(&grpcurl).args(["-plaintext"]).args(extra).args([addr.as_str(), "list"]).output().unwrap()
+        };
+        (run(&[]), run(&["-H", "authorization: Bearer correct-horse-battery"]))
+    })
+    .await
+    .unwrap();
+    let (without, with_token) = listing;
+    assert!(!without.status.success() && String::from_utf8_lossy(&without.stderr).contains("Unauthenticated"), "{without:?}");
+    assert!(
+        with_token.status.success() && String::from_utf8_lossy(&with_token.stdout).contains("samstream.v1.Segmenter"),
+        "{with_token:?}"
+    );
     server.shutdown().await.unwrap();
 }
