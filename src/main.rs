@@ -36,7 +36,12 @@ fn main() -> anyhow::Result<()> {
                 print!("{}", config.to_toml_redacted()?);
                 return Ok(());
             }
-            runtime.block_on(serve(config))
+            let served = runtime.block_on(serve(config));
+            runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+            if let Err(e) = &served {
+                eprintln!("error: {e:#}");
+            }
+            exit_now(if served.is_ok() { 0 } else { 1 });
         }
         Command::Client(args) => runtime.block_on(client::run(args)),
         Command::Soak(args) => runtime.block_on(samstream::soak::run(args)),
@@ -67,10 +72,19 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         } => {
             tracing::warn!(grace_secs = grace.as_secs_f64(), "shutdown grace period over; exiting with work still in flight");
-            // The inference threads may be mid-run; exiting the process is the only way out.
-            std::process::exit(0);
+            exit_now(0);
         }
     }
+}
+
+/// Ends the process without running C++ static destructors: the inference threads may still
+/// be inside ONNX Runtime, whose globals must not be torn down under them.
+fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit only ends the process; nothing runs after it.
+    unsafe { libc::_exit(code) }
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -5,8 +5,9 @@ use thiserror::Error;
 pub enum ModelError {
     #[error("cannot load ONNX Runtime from {path}: {reason}")]
     Runtime { path: String, reason: String },
-    #[error("cannot read model file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    // `io` rather than `source`: the message already carries the cause, once.
+    #[error("cannot read model file {path}: {io}")]
+    Io { path: String, io: std::io::Error },
     #[error("invalid model manifest {path}: {reason}")]
     Manifest { path: String, reason: String },
     #[error("execution provider {provider} is unavailable: {reason}")]

@@ -35,7 +35,7 @@ pub struct Manifest {
 impl Manifest {
     pub fn load(model_dir: &Path) -> Result<Self, ModelError> {
         let path = model_dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|io| ModelError::Io { path: path.display().to_string(), io })?;
         let manifest: Manifest =
             serde_json::from_str(&text).map_err(|e| ModelError::Manifest { path: path.display().to_string(), reason: e.to_string() })?;
         if manifest.image_size != super::IMAGE_SIZE {
@@ -62,7 +62,7 @@ impl Manifest {
         use sha2::{Digest, Sha256};
         for (name, info) in &self.files {
             let path = model_dir.join(name);
-            let bytes = std::fs::read(&path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+            let bytes = std::fs::read(&path).map_err(|io| ModelError::Io { path: path.display().to_string(), io })?;
             let actual = format!("{:x}", Sha256::digest(&bytes));
             if actual != info.sha256 {
                 return Err(ModelError::Manifest {

@@ -67,7 +67,7 @@ impl OrtModel {
             if !path.is_file() {
                 return Err(ModelError::Io {
                     path: path.display().to_string(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "missing; run models/export.py"),
+                    io: std::io::Error::new(std::io::ErrorKind::NotFound, "missing; run models/export.py"),
                 });
             }
             Ok(Session::builder(env)?
