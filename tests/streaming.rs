@@ -33,13 +33,7 @@ async fn a_file_source_streams_masks_then_ends() {
     let first = s::start(Source::SourceName("clip".into()), false, vec![s::point_object(1, 160.0, 120.0)]);
     let mut stream = StreamClient::open(&mut client, first).await.unwrap();
     // Not looping: the file plays once, the stream reports its end and closes cleanly.
-    let (mut results, mut events) = (Vec::new(), Vec::new());
-    while let Some(message) = stream.next(LONG).await {
-        match message {
-            Resp::Result(r) => results.push(r),
-            Resp::Event(e) => events.push(e),
-        }
-    }
+    let (results, events) = stream.until_end(LONG).await;
     let kinds: Vec<i32> = events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds.first(), Some(&(proto::EventKind::Started as i32)), "{events:?}");
     assert!(kinds.contains(&(proto::EventKind::SourceConnected as i32)), "{events:?}");
@@ -331,13 +325,7 @@ async fn corrupt_frames_in_a_file_are_reported_and_the_stream_goes_on() {
         StreamClient::open(&mut client, s::start(Source::SourceName("damaged".into()), false, vec![s::point_object(1, 50.0, 50.0)]))
             .await
             .unwrap();
-    let (mut results, mut events) = (Vec::new(), Vec::new());
-    while let Some(message) = stream.next(LONG).await {
-        match message {
-            Resp::Result(r) => results.push(r),
-            Resp::Event(e) => events.push(e),
-        }
-    }
+    let (results, events) = stream.until_end(LONG).await;
     let skipped: Vec<&proto::StreamEvent> = events.iter().filter(|e| e.kind == proto::EventKind::FramesSkipped as i32).collect();
     assert!(!skipped.is_empty(), "damage is reported: {events:?}");
     assert!(skipped[0].message.contains("unreadable frame"), "{skipped:?}");

@@ -129,6 +129,18 @@ impl StreamClient {
         (results, events)
     }
 
+    /// Reads until the stream ends with OK: every result and event it sent.
+    pub async fn until_end(&mut self, within: Duration) -> (Vec<proto::FrameResult>, Vec<proto::StreamEvent>) {
+        let (mut results, mut events) = (Vec::new(), Vec::new());
+        while let Some(message) = self.next(within).await {
+            match message {
+                Resp::Result(r) => results.push(r),
+                Resp::Event(e) => events.push(e),
+            }
+        }
+        (results, events)
+    }
+
     /// Reads events (and skips results) until one of `kind` arrives.
     pub async fn until_event(&mut self, kind: proto::EventKind, within: Duration) -> Vec<proto::StreamEvent> {
         let deadline = tokio::time::Instant::now() + within;
