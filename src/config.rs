@@ -9,7 +9,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Device, ResizeFilter};
+use crate::model::{Device, DeviceFallback, EncoderPrecision, GraphOptimization, OrtOptions, ResizeFilter};
 use crate::video::ImageLimits;
 
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
@@ -37,13 +37,35 @@ pub struct ServeConfig {
     #[arg(long, env = "ORT_DYLIB_PATH", default_value = "")]
     pub ort_lib: PathBuf,
 
-    /// Execution provider for both graphs.
-    #[arg(long, env = "SAMSTREAM_DEVICE", value_enum, default_value_t = Device::Cpu)]
+    /// Execution provider for both graphs: cpu, cuda[:N] or tensorrt[:N] (TensorRT falls back
+    /// to CUDA, then CPU, node by node).
+    #[arg(long, env = "SAMSTREAM_DEVICE", default_value_t = Device::Cpu)]
     pub device: Device,
+
+    /// When the GPU provider cannot be registered: run on the CPU (with a warning) or fail.
+    #[arg(long, env = "SAMSTREAM_DEVICE_FALLBACK", value_enum, default_value_t = DeviceFallback::Cpu)]
+    pub device_fallback: DeviceFallback,
 
     /// ONNX Runtime threads per operator; 0 = one per core.
     #[arg(long, env = "SAMSTREAM_INTRA_THREADS", default_value_t = 0)]
     pub intra_threads: usize,
+
+    /// ONNX Runtime threads running independent operators at once; 1 = sequential.
+    #[arg(long, env = "SAMSTREAM_INTER_THREADS", default_value_t = 1)]
+    pub inter_threads: usize,
+
+    /// ONNX Runtime graph optimisation level.
+    #[arg(long, env = "SAMSTREAM_GRAPH_OPTIMIZATION", value_enum, default_value_t = GraphOptimization::All)]
+    pub graph_optimization: GraphOptimization,
+
+    /// ONNX Runtime's CPU memory arena: faster buffer reuse, more resident memory.
+    #[arg(long, env = "SAMSTREAM_CPU_ARENA", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cpu_arena: bool,
+
+    /// Encoder graph: fp32 (exact) or int8 (`export.py --int8`, dynamically quantised MatMuls;
+    /// faster on CPUs, fidelity in BENCHMARKS.md).
+    #[arg(long, env = "SAMSTREAM_ENCODER_PRECISION", value_enum, default_value_t = EncoderPrecision::Fp32)]
+    pub encoder_precision: EncoderPrecision,
 
     /// Resampling of the longest side to 1024 pixels (pillow is exact with SamPredictor).
     #[arg(long, env = "SAMSTREAM_RESIZE", value_enum, default_value_t = ResizeFilter::Pillow)]
@@ -180,6 +202,19 @@ impl ServeConfig {
         ImageLimits { max_pixels: self.max_pixels, max_bytes: self.max_image_bytes }
     }
 
+    pub fn ort_options(&self) -> OrtOptions {
+        OrtOptions {
+            library: self.ort_lib.clone(),
+            device: self.device,
+            device_fallback: self.device_fallback,
+            intra_threads: self.intra_threads,
+            inter_threads: self.inter_threads,
+            optimization: self.graph_optimization,
+            cpu_arena: self.cpu_arena,
+            encoder_precision: self.encoder_precision,
+        }
+    }
+
     /// Defaults for everything but the paths; for tests and embedding.
     pub fn new(model_dir: PathBuf, ort_lib: PathBuf) -> Self {
         Self {
@@ -189,7 +224,12 @@ impl ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ort_lib,
             device: Device::Cpu,
+            device_fallback: DeviceFallback::Cpu,
             intra_threads: 0,
+            inter_threads: 1,
+            graph_optimization: GraphOptimization::All,
+            cpu_arena: true,
+            encoder_precision: EncoderPrecision::Fp32,
             resize: ResizeFilter::Pillow,
             queue_capacity: 16,
             max_message_bytes: 64 << 20,

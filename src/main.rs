@@ -54,6 +54,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let grace = std::time::Duration::from_secs_f64(config.shutdown_grace_secs.max(0.0));
+    let config_device = config.device;
+    let fail_without_model = config.device_fallback == samstream::model::DeviceFallback::Fail;
     let (signalled_tx, signalled) = tokio::sync::oneshot::channel();
     let signal = async move {
         shutdown_signal().await;
@@ -62,6 +64,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let server = samstream::server::start(config, signal).await?;
     // Printed on stdout so scripts that start the server on port 0 can find it.
     println!("samstream listening on {}", server.addr);
+    // With --device-fallback fail a missing GPU provider ends the process, so an orchestrator
+    // sees a crash rather than a pod that never becomes ready.
+    if fail_without_model && !server.serving().await {
+        anyhow::bail!("the model could not be loaded on {} (--device-fallback fail)", config_device);
+    }
     tokio::select! {
         result = server.wait() => result,
         () = async {

@@ -121,7 +121,7 @@ fn mat_values(m: &Mat) -> Vec<f32> {
 /// Runs samstream's pipeline on every case whose image passes `include`, optionally with the
 /// image's channels swapped (the classic BGR-for-RGB bug), and returns the per-case figures.
 fn evaluate(filter: ResizeFilter, swap_channels: bool, include: impl Fn(&Case) -> bool) -> Vec<Figures> {
-    let options = OrtOptions { library: common::ort_lib(), device: Default::default(), intra_threads: 1 };
+    let options = OrtOptions { library: common::ort_lib(), intra_threads: 1, ..Default::default() };
     let mut model = OrtModel::load(&common::model_dir(), &options).expect("model loads");
     let preprocessor = Preprocessor::new(filter);
     let cases = load_cases();

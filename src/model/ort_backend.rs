@@ -1,34 +1,17 @@
 //! MobileSAM's two ONNX graphs in ONNX Runtime (loaded at run time from the onnxruntime wheel).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use ndarray::{Array1, Array2, Array3, Array4, ArrayView4, Axis};
 use ort::environment::Environment;
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 
 use super::backend::{DecodedObjects, ImageEncoder, MaskDecoder};
 use super::prompt::PromptTokens;
+use super::ort_options::OrtOptions;
 use super::{EMBEDDING_CHANNELS, EMBEDDING_GRID, LOW_RES, MASK_TOKENS, ModelError, PreprocessedImage};
-
-/// Where the graphs run. Only the CPU provider is built into the onnxruntime wheel used here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Device {
-    #[default]
-    Cpu,
-}
-
-#[derive(Debug, Clone)]
-pub struct OrtOptions {
-    /// `libonnxruntime.so.*` to load (the onnxruntime wheel's `capi/` file).
-    pub library: PathBuf,
-    pub device: Device,
-    /// Threads inside one operator; 0 = one per core.
-    pub intra_threads: usize,
-}
 
 /// ONNX Runtime allows one environment per process; every model shares it.
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
@@ -53,33 +36,71 @@ pub struct OrtModel {
 
 pub struct OrtEncoder(Session);
 
-pub struct OrtDecoder(Session);
+/// The decoder with its prompt-input buffers kept between calls: the 256x256 mask inputs are
+/// the largest of them and stay zero unless a tracked object fills them.
+pub struct OrtDecoder {
+    session: Session,
+    mask_input: Array4<f32>,
+    has_mask: Array1<f32>,
+}
+
+impl OrtDecoder {
+    fn new(session: Session) -> Self {
+        Self { session, mask_input: Array4::zeros((0, 1, LOW_RES, LOW_RES)), has_mask: Array1::zeros(0) }
+    }
+
+    /// Sizes the mask buffers for `n` objects and fills them from the prompts, writing only the
+    /// rows that changed since the last call.
+    fn fill_masks(&mut self, objects: &[&PromptTokens]) {
+        let n = objects.len();
+        if self.mask_input.shape()[0] != n {
+            self.mask_input = Array4::zeros((n, 1, LOW_RES, LOW_RES));
+            self.has_mask = Array1::zeros(n);
+        }
+        for (i, object) in objects.iter().enumerate() {
+            let mut row = self.mask_input.index_axis_mut(Axis(0), i);
+            let row = row.as_slice_mut().expect("contiguous");
+            match &object.mask_input {
+                Some(mask) => {
+                    row.copy_from_slice(mask);
+                    self.has_mask[i] = 1.0;
+                }
+                None if self.has_mask[i] != 0.0 => {
+                    row.fill(0.0);
+                    self.has_mask[i] = 0.0;
+                }
+                None => {}
+            }
+        }
+    }
+}
 
 impl OrtModel {
     pub fn load(model_dir: &Path, options: &OrtOptions) -> Result<Self, ModelError> {
         let env = environment(&options.library)?;
-        let threads = match options.intra_threads {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
-        };
-        let open = |name: &str| -> Result<Session, ModelError> {
+        let mut provider = String::new();
+        let mut open = |name: &str| -> Result<Session, ModelError> {
             let path = model_dir.join(name);
             if !path.is_file() {
-                return Err(ModelError::Io {
-                    path: path.display().to_string(),
-                    io: std::io::Error::new(std::io::ErrorKind::NotFound, "missing; run models/export.py"),
-                });
+                let hint = if name == "encoder_int8.onnx" { "missing; export with models/export.py --int8" } else { "missing; run models/export.py" };
+                return Err(ModelError::Io { path: path.display().to_string(), io: std::io::Error::new(std::io::ErrorKind::NotFound, hint) });
             }
-            Ok(Session::builder(env)?
-                .with_optimization_level(GraphOptimizationLevel::All)?
-                .with_intra_threads(threads)?
-                .with_inter_threads(1)?
-                .commit_from_file(&path)?)
+            let (mut builder, used) = options.session_builder(env)?;
+            provider = used;
+            Ok(builder.commit_from_file(&path)?)
         };
-        let provider = match options.device {
-            Device::Cpu => "CPUExecutionProvider".to_string(),
-        };
-        Ok(Self { encoder: OrtEncoder(open("encoder.onnx")?), decoder: OrtDecoder(open("decoder.onnx")?), execution_provider: provider })
+        let encoder = OrtEncoder(open(options.encoder_precision.file_name())?);
+        let decoder = OrtDecoder::new(open("decoder.onnx")?);
+        tracing::info!(
+            %provider,
+            encoder = options.encoder_precision.file_name(),
+            intra_threads = options.intra_threads_or_cores(),
+            inter_threads = options.inter_threads,
+            optimization = ?options.optimization,
+            cpu_arena = options.cpu_arena,
+            "onnxruntime sessions ready"
+        );
+        Ok(Self { encoder, decoder, execution_provider: provider })
     }
 }
 
@@ -101,25 +122,20 @@ impl MaskDecoder for OrtDecoder {
         let tokens = objects.first().map_or(0, |o| o.len());
         let mut coords = Array3::<f32>::zeros((n, tokens, 2));
         let mut labels = Array2::<f32>::zeros((n, tokens));
-        let mut mask_input = Array4::<f32>::zeros((n, 1, LOW_RES, LOW_RES));
-        let mut has_mask = Array1::<f32>::zeros(n);
         for (i, object) in objects.iter().enumerate() {
             for (t, (xy, label)) in object.coords.iter().zip(&object.labels).enumerate() {
                 coords[[i, t, 0]] = xy[0];
                 coords[[i, t, 1]] = xy[1];
                 labels[[i, t]] = *label;
             }
-            if let Some(mask) = &object.mask_input {
-                mask_input.index_axis_mut(Axis(0), i).as_slice_mut().expect("contiguous").copy_from_slice(mask);
-                has_mask[i] = 1.0;
-            }
         }
-        let outputs = self.0.run(ort::inputs![
+        self.fill_masks(objects);
+        let outputs = self.session.run(ort::inputs![
             "image_embeddings" => TensorRef::from_array_view(embedding)?,
             "point_coords" => TensorRef::from_array_view(coords.view())?,
             "point_labels" => TensorRef::from_array_view(labels.view())?,
-            "mask_input" => TensorRef::from_array_view(mask_input.view())?,
-            "has_mask_input" => TensorRef::from_array_view(has_mask.view())?,
+            "mask_input" => TensorRef::from_array_view(self.mask_input.view())?,
+            "has_mask_input" => TensorRef::from_array_view(self.has_mask.view())?,
         ])?;
         let iou = outputs["iou_predictions"].try_extract_array::<f32>()?;
         let low_res = outputs["low_res_masks"].try_extract_array::<f32>()?;

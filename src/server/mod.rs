@@ -22,7 +22,7 @@ pub use status::ApiError;
 
 use crate::config::ServeConfig;
 use crate::engine::{Engine, LoadedModel};
-use crate::model::{Manifest, OrtModel, OrtOptions, Preprocessor};
+use crate::model::{Manifest, OrtModel, Preprocessor};
 use crate::proto::segmenter_server::SegmenterServer;
 use crate::session::SourceHub;
 
@@ -77,7 +77,7 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
         tracing::warn!("model {}: random-init weights, masks are meaningless", manifest.provenance_detail());
     }
     let manifest = Arc::new(manifest);
-    let options = OrtOptions { library: config.ort_lib.clone(), device: config.device, intra_threads: config.intra_threads };
+    let options = config.ort_options();
     let model_dir = config.model_dir.clone();
     let engine = Engine::start(
         move || {
