@@ -2,13 +2,15 @@
 """Export MobileSAM (the official code, PyPI `mobilesam-mirror`) to the ONNX pair samstream serves.
 
     python3 models/export.py (--checkpoint PATH | --random-init [--seed N]) --out DIR
-                             [--parity-fixtures]
+                             [--parity-fixtures] [--int8]
 
 Writes DIR/encoder.onnx, DIR/decoder.onnx and DIR/manifest.json; with --parity-fixtures also
 DIR/parity/ (images, prompts and the reference logits of the official SamPredictor on the very
 same weights), which the Rust parity test compares against. See models/README.md for the I/O
 contract. Random-init weights have MobileSAM's exact architecture, cost and I/O but produce
-meaningless masks.
+meaningless masks. --int8 also writes DIR/encoder_int8.onnx: the encoder with its MatMul/Gemm
+weights quantised to int8 and activations quantised on the fly (onnxruntime's dynamic
+quantisation), served with `samstream serve --encoder-precision int8`.
 """
 
 from __future__ import annotations
@@ -169,6 +171,25 @@ def export_decoder(sam: nn.Module, path: Path) -> None:
     )
 
 
+def quantize_encoder(out: Path) -> None:
+    """Dynamic int8 quantisation of the encoder's MatMul/Gemm weights. Convolutions stay fp32:
+    their weights are folded from BatchNorm at run time and quantising them was slower here."""
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "encoder_prepared.onnx"
+        quant_pre_process(str(out / "encoder.onnx"), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(
+            str(prepared),
+            str(out / "encoder_int8.onnx"),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Gemm"],
+        )
+
+
 def check_against_torch(sam: nn.Module, out: Path) -> dict:
     """Runs both exports in onnxruntime and reports their largest deviation from PyTorch."""
     import onnxruntime as ort
@@ -210,7 +231,8 @@ def write_manifest(args: argparse.Namespace, out: Path, provenance: dict, check:
         "opset": OPSET,
         "files": {
             name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
-            for name in ("encoder.onnx", "decoder.onnx")
+            for name in ("encoder.onnx", "encoder_int8.onnx", "decoder.onnx")
+            if (out / name).exists()
         },
         "export_check": check,
         "exporter": {
@@ -237,6 +259,7 @@ def main() -> int:
         default=DEFAULT_RANDOM_INIT_GAIN,
         help="scale of the hypernetwork and IoU head outputs for --random-init",
     )
+    parser.add_argument("--int8", action="store_true", help="also write encoder_int8.onnx (dynamic quantisation)")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument(
         "--parity-fixtures",
@@ -257,6 +280,8 @@ def main() -> int:
     sam.eval()
     assert not any(m.training for m in sam.modules()), "reference model must be in eval mode"
     check = check_against_torch(sam, args.out)
+    if args.int8:
+        quantize_encoder(args.out)
     write_manifest(args, args.out, provenance, check)
     print(f"exported {provenance['kind']} MobileSAM to {args.out}: {json.dumps(check)}", file=sys.stderr)
     if args.parity_fixtures:

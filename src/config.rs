@@ -62,6 +62,11 @@ pub struct ServeConfig {
     #[arg(long, env = "SAMSTREAM_CPU_ARENA", default_value_t = true, action = clap::ArgAction::Set)]
     pub cpu_arena: bool,
 
+    /// Let idle ONNX Runtime threads spin for work (lower latency when one graph runs
+    /// back to back; steals cores from the other graph's pool otherwise).
+    #[arg(long, env = "SAMSTREAM_ORT_SPINNING", default_value_t = false, action = clap::ArgAction::Set)]
+    pub ort_spinning: bool,
+
     /// Encoder graph: fp32 (exact) or int8 (`export.py --int8`, dynamically quantised MatMuls;
     /// faster on CPUs, fidelity in BENCHMARKS.md).
     #[arg(long, env = "SAMSTREAM_ENCODER_PRECISION", value_enum, default_value_t = EncoderPrecision::Fp32)]
@@ -212,6 +217,7 @@ impl ServeConfig {
             optimization: self.graph_optimization,
             cpu_arena: self.cpu_arena,
             encoder_precision: self.encoder_precision,
+            spinning: self.ort_spinning,
         }
     }
 
@@ -230,6 +236,7 @@ impl ServeConfig {
             graph_optimization: GraphOptimization::All,
             cpu_arena: true,
             encoder_precision: EncoderPrecision::Fp32,
+            ort_spinning: false,
             resize: ResizeFilter::Pillow,
             queue_capacity: 16,
             max_message_bytes: 64 << 20,

@@ -42,8 +42,8 @@ pub(crate) struct StreamReport {
     pub stages: BTreeMap<&'static str, Vec<u64>>,
 }
 
-/// Holds one stream on `source` with one point prompt until `until`.
-pub(crate) async fn one_stream(server: String, source: String, id: u32, until: Instant) -> StreamReport {
+/// Holds one stream on `source` with `objects` as its prompts until `until`.
+pub(crate) async fn one_stream(server: String, source: String, objects: Vec<proto::ObjectPrompt>, until: Instant) -> StreamReport {
     let mut report = StreamReport::default();
     let mut client = match SegmenterClient::connect(server).await {
         Ok(c) => c,
@@ -55,13 +55,7 @@ pub(crate) async fn one_stream(server: String, source: String, id: u32, until: I
     let start = proto::StreamRequest {
         msg: Some(Req::Start(proto::StreamStart { source: Some(proto::stream_start::Source::SourceName(source)), ..Default::default() })),
     };
-    let object = proto::ObjectPrompt {
-        object_id: id,
-        points: vec![proto::Point { x: 10.0 + id as f32, y: 10.0, label: proto::PointLabel::Positive as i32 }],
-        r#box: None,
-    };
-    let prompts =
-        proto::StreamRequest { msg: Some(Req::Prompts(proto::PromptUpdate { upsert: vec![object], revision: 1, ..Default::default() })) };
+    let prompts = proto::StreamRequest { msg: Some(Req::Prompts(proto::PromptUpdate { upsert: objects, revision: 1, ..Default::default() })) };
     // The request side stays open until the deadline (dropping `requests` half-closes it).
     let (requests, outbound) = tokio::sync::mpsc::channel(2);
     let _ = requests.send(start).await;
@@ -111,6 +105,14 @@ pub(crate) async fn one_stream(server: String, source: String, id: u32, until: I
     report
 }
 
+fn one_point(id: u32) -> proto::ObjectPrompt {
+    proto::ObjectPrompt {
+        object_id: id,
+        points: vec![proto::Point { x: 10.0 + id as f32, y: 10.0, label: proto::PointLabel::Positive as i32 }],
+        r#box: None,
+    }
+}
+
 /// Reads `samstream_process_resident_memory_bytes` from the server's /metrics.
 async fn server_rss(metrics: &str) -> Option<f64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -129,7 +131,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let until = started + Duration::from_secs(args.seconds);
     let tasks: Vec<_> =
-        (0..args.streams).map(|i| tokio::spawn(one_stream(args.server.clone(), args.source.clone(), i as u32 + 1, until))).collect();
+        (0..args.streams).map(|i| tokio::spawn(one_stream(args.server.clone(), args.source.clone(), vec![one_point(i as u32 + 1)], until))).collect();
     let mut reports = Vec::new();
     for task in tasks {
         reports.push(task.await.context("stream task")?);

@@ -98,6 +98,7 @@ impl OrtModel {
             inter_threads = options.inter_threads,
             optimization = ?options.optimization,
             cpu_arena = options.cpu_arena,
+            spinning = options.spinning,
             "onnxruntime sessions ready"
         );
         Ok(Self { encoder, decoder, execution_provider: provider })

@@ -123,6 +123,10 @@ pub struct OrtOptions {
     /// ONNX Runtime's CPU memory arena (faster reuse, higher resident memory).
     pub cpu_arena: bool,
     pub encoder_precision: EncoderPrecision,
+    /// Whether idle intra-op threads spin for work. Off by default: the encoder's and the
+    /// decoder's pools share the cores, and a pool spinning after its run takes them from the
+    /// other graph.
+    pub spinning: bool,
 }
 
 impl Default for OrtOptions {
@@ -136,6 +140,7 @@ impl Default for OrtOptions {
             optimization: GraphOptimization::All,
             cpu_arena: true,
             encoder_precision: EncoderPrecision::Fp32,
+            spinning: false,
         }
     }
 }
@@ -156,7 +161,9 @@ impl OrtOptions {
             .with_optimization_level(self.optimization.into())?
             .with_intra_threads(self.intra_threads_or_cores())?
             .with_inter_threads(self.inter_threads.max(1))?
-            .with_parallel_execution(self.inter_threads > 1)?;
+            .with_parallel_execution(self.inter_threads > 1)?
+            .with_intra_op_spinning(self.spinning)?
+            .with_inter_op_spinning(self.spinning)?;
         let gpu = match self.device {
             Device::Cpu => None,
             Device::Cuda(id) => Some(register(&mut builder, "CUDAExecutionProvider", ep::CUDA::default().with_device_id(id))),

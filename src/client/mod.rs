@@ -1,0 +1,207 @@
+//! `samstream client`: segments an image, or runs a streaming session on a video file, a
+//! camera, a URL or a server-side source, with prompts from flags or a timed JSON script.
+//! Writes an overlay (image, or mp4 for streams: masks tinted per object with ids and boxes)
+//! and/or PNG masks, and keeps a live line of stage latencies on stderr.
+
+mod live;
+pub mod overlay;
+mod prompts;
+mod session;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use opencv::prelude::*;
+
+use crate::proto;
+use crate::proto::segmenter_client::SegmenterClient;
+pub use prompts::{Tagged, parse_box, parse_point};
+
+#[derive(Debug, Clone, Args)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(false)))]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(long, env = "SAMSTREAM_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Segment one image (JPEG, PNG, BMP, WebP), sent as encoded bytes.
+    #[arg(long, group = "input")]
+    pub image: Option<PathBuf>,
+    /// Stream a local video file, frame by frame (every frame gets masks).
+    #[arg(long, group = "input")]
+    pub video: Option<PathBuf>,
+    /// Stream a local camera: an index (0) or a device path (/dev/video0).
+    #[arg(long, group = "input")]
+    pub camera: Option<String>,
+    /// Stream a network URI the server opens itself (must be allowed by its --allow-uri).
+    #[arg(long, group = "input")]
+    pub url: Option<String>,
+    /// Stream a server-side source by name (see ListSources).
+    #[arg(long, group = "input")]
+    pub source: Option<String>,
+    /// A point prompt `[ID:]x,y[,neg]` (object 1 without an id); repeatable.
+    #[arg(long = "point", value_parser = parse_point)]
+    pub points: Vec<Tagged<proto::Point>>,
+    /// A box prompt `[ID:]x0,y0,x1,y1`; one per object.
+    #[arg(long = "box", value_parser = parse_box)]
+    pub boxes: Vec<Tagged<proto::Box>>,
+    /// JSON script of timed prompt updates (see src/client/prompts.rs or the README).
+    #[arg(long)]
+    pub script: Option<PathBuf>,
+    /// Return the three candidate masks with their scores.
+    #[arg(long)]
+    pub multimask: bool,
+    /// Streams: re-prompt each object from its previous mask.
+    #[arg(long)]
+    pub track: bool,
+    /// Streams: most frames per second the server processes (0 = as fast as it can).
+    #[arg(long, default_value_t = 0.0)]
+    pub max_fps: f32,
+    /// Overlay output: an image for --image, an mp4 video for streams.
+    #[arg(long)]
+    pub overlay: Option<PathBuf>,
+    /// Directory for PNG masks (`object_<id>.png`, or `frame_<n>_object_<id>.png` for streams).
+    #[arg(long, alias = "out-dir")]
+    pub out_masks: Option<PathBuf>,
+    /// Streams: stop after this many results.
+    #[arg(long)]
+    pub max_frames: Option<u64>,
+    /// Streams: stop after this many seconds.
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// No live line on stderr (the summary is still printed).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Seconds to wait for the server's health to report SERVING (model loaded).
+    #[arg(long, default_value_t = 120)]
+    pub ready_timeout: u64,
+}
+
+/// Polls grpc.health.v1 until the server reports SERVING, so a client started together with
+/// the server does not race the model's warm-up.
+async fn wait_until_serving(channel: tonic::transport::Channel, timeout: std::time::Duration) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let mut health = HealthClient::new(channel);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let status = health.check(HealthCheckRequest { service: String::new() }).await.map(|r| r.into_inner().status);
+        if status.as_ref().is_ok_and(|s| *s == ServingStatus::Serving as i32) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("server not SERVING after {timeout:?} (last answer: {status:?})");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
+    let objects = prompts::objects_from_flags(&args.points, &args.boxes);
+    let script = args.script.as_deref().map(prompts::load_script).transpose()?.unwrap_or_default();
+    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.server))?;
+    wait_until_serving(channel.clone(), std::time::Duration::from_secs(args.ready_timeout)).await?;
+    let mut client = SegmenterClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
+    let info = client.get_model_info(proto::GetModelInfoRequest {}).await?.into_inner();
+    println!("model: {} ({}, {}) on {}", info.name, info.provenance, info.provenance_detail, info.execution_provider);
+    if !info.meaningful_masks {
+        println!("note: random-init weights; the masks below are meaningless (export the official checkpoint for real masks)");
+    }
+    match &args.image {
+        Some(image) => segment_image(client, &args, image, objects).await,
+        None => stream(client, &args, objects, script).await,
+    }
+}
+
+async fn segment_image(
+    mut client: SegmenterClient<tonic::transport::Channel>,
+    args: &ClientArgs,
+    image: &std::path::Path,
+    objects: Vec<proto::ObjectPrompt>,
+) -> anyhow::Result<()> {
+    if objects.is_empty() {
+        bail!("give at least one --point or --box");
+    }
+    let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+    let wants_png = args.out_masks.is_some() || args.overlay.is_some();
+    let format = if wants_png { proto::MaskFormat::Png } else { proto::MaskFormat::CocoRle };
+    let request = proto::SegmentRequest {
+        image: Some(proto::Image { kind: Some(proto::image::Kind::Encoded(bytes.clone())) }),
+        objects,
+        mask_options: Some(proto::MaskOptions { format: format as i32, multimask_output: args.multimask }),
+    };
+    let response = client.segment(request).await?.into_inner();
+    println!("image: {}x{}", response.width, response.height);
+    for object in &response.objects {
+        let b = object.bbox.unwrap_or_default();
+        println!(
+            "object {}: score {:.3}, area {} px, bbox [{:.0}, {:.0}, {:.0}, {:.0}], candidates {}",
+            object.object_id, object.score, object.area, b.x0, b.y0, b.x1, b.y1, object.candidates.len()
+        );
+        if let (Some(dir), Some(proto::mask::Data::Png(png))) = (&args.out_masks, object.mask.as_ref().and_then(|m| m.data.as_ref())) {
+            std::fs::create_dir_all(dir)?;
+            let path = dir.join(format!("object_{}.png", object.object_id));
+            std::fs::write(&path, png)?;
+            println!("  mask written to {}", path.display());
+        }
+    }
+    if let Some(path) = &args.overlay {
+        let mut frame = opencv::imgcodecs::imdecode(&opencv::core::Vector::<u8>::from_slice(&bytes), opencv::imgcodecs::IMREAD_COLOR)?;
+        anyhow::ensure!(!frame.empty(), "cannot decode {} locally for the overlay", image.display());
+        overlay::Outputs::write_image(path, &mut frame, &response.objects)?;
+        println!("overlay written to {}", path.display());
+    }
+    if let Some(t) = response.timing {
+        println!(
+            "timing (ms): capture {:.1}, preprocess {:.1}, queue {:.1}, encoder {:.1}, decoder {:.1}, postprocess {:.1}, total {:.1}",
+            t.capture_us as f64 / 1e3,
+            t.preprocess_us as f64 / 1e3,
+            t.queue_us as f64 / 1e3,
+            t.encoder_us as f64 / 1e3,
+            t.decoder_us as f64 / 1e3,
+            t.postprocess_us as f64 / 1e3,
+            t.total_us as f64 / 1e3
+        );
+    }
+    Ok(())
+}
+
+async fn stream(
+    client: SegmenterClient<tonic::transport::Channel>,
+    args: &ClientArgs,
+    objects: Vec<proto::ObjectPrompt>,
+    script: Vec<prompts::TimedUpdate>,
+) -> anyhow::Result<()> {
+    use proto::stream_start::Source;
+    let input = match (&args.video, &args.camera, &args.url, &args.source) {
+        (Some(path), ..) => session::Input::Video(path.clone()),
+        (_, Some(device), ..) => session::Input::Camera(device.clone()),
+        (_, _, Some(uri), _) => session::Input::Source(Source::Uri(uri.clone())),
+        (.., Some(name)) => session::Input::Source(Source::SourceName(name.clone())),
+        _ => bail!("give --image, --video, --camera, --url or --source"),
+    };
+    let source = match &input {
+        session::Input::Source(source) => source.clone(),
+        _ => Source::ClientFrames(proto::ClientFrames {}),
+    };
+    let mut outputs = overlay::Outputs::new(args.overlay.as_deref(), session::overlay_fps(&input), args.out_masks.as_deref())?;
+    let format = if outputs.wants_masks() { proto::MaskFormat::Png } else { proto::MaskFormat::CocoRle };
+    let start = proto::StreamStart {
+        source: Some(source),
+        mask_options: Some(proto::MaskOptions { format: format as i32, multimask_output: args.multimask }),
+        max_fps: args.max_fps,
+        track: args.track,
+    };
+    let plan = session::StreamPlan { input, initial: objects, script, start, max_frames: args.max_frames, seconds: args.seconds };
+    let mut live = live::LiveStats::new(args.quiet);
+    let outcome = session::run(client, plan, &mut outputs, &mut live).await;
+    live.finish();
+    outputs.finish()?;
+    if let Some(path) = &args.overlay {
+        println!("overlay: {} frames written to {}", outputs.frames_written, path.display());
+    }
+    outcome
+}

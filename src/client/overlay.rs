@@ -1,0 +1,139 @@
+//! What `samstream client` writes: frames with each object's mask tinted in its own colour,
+//! its box and id (an mp4 for streams, an image for --image), and per-frame PNG masks.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use opencv::core::{Mat, Point, Rect, Scalar, Size, Vector};
+use opencv::prelude::*;
+use opencv::{imgcodecs, imgproc, videoio};
+
+use crate::proto;
+
+/// Tint colours (BGR), by object id; ids beyond the palette wrap around.
+const PALETTE: [(f64, f64, f64); 8] = [
+    (255.0, 64.0, 0.0),
+    (0.0, 200.0, 255.0),
+    (0.0, 255.0, 64.0),
+    (255.0, 0.0, 200.0),
+    (0.0, 64.0, 255.0),
+    (255.0, 255.0, 0.0),
+    (128.0, 0.0, 255.0),
+    (0.0, 255.0, 200.0),
+];
+/// Share of the tint colour in a masked pixel.
+pub const TINT_ALPHA: f64 = 0.5;
+
+pub fn colour(object_id: u32) -> Scalar {
+    let (b, g, r) = PALETTE[object_id as usize % PALETTE.len()];
+    Scalar::new(b, g, r, 0.0)
+}
+
+/// The PNG mask of an object as CV_8UC1 (255 inside), or None for other encodings.
+pub fn decode_mask(object: &proto::ObjectMask) -> anyhow::Result<Option<Mat>> {
+    match object.mask.as_ref().and_then(|m| m.data.as_ref()) {
+        Some(proto::mask::Data::Png(png)) => {
+            let mask = imgcodecs::imdecode(&Vector::<u8>::from_slice(png), imgcodecs::IMREAD_GRAYSCALE)?;
+            if mask.empty() {
+                bail!("object {}: undecodable PNG mask", object.object_id);
+            }
+            Ok(Some(mask))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Draws every object onto `frame` (BGR): tinted mask, box, and `id score` above the box.
+pub fn draw(frame: &mut Mat, objects: &[(u32, f32, Mat, proto::Box)]) -> anyhow::Result<()> {
+    for (id, _, mask, _) in objects {
+        let solid = Mat::new_size_with_default(frame.size()?, frame.typ(), colour(*id))?;
+        let mut tinted = Mat::default();
+        opencv::core::add_weighted(&*frame, 1.0 - TINT_ALPHA, &solid, TINT_ALPHA, 0.0, &mut tinted, -1)?;
+        tinted.copy_to_masked(frame, mask)?;
+    }
+    for (id, score, _, bbox) in objects {
+        if bbox.x1 <= bbox.x0 || bbox.y1 <= bbox.y0 {
+            continue;
+        }
+        let rect = Rect::new(bbox.x0 as i32, bbox.y0 as i32, (bbox.x1 - bbox.x0) as i32, (bbox.y1 - bbox.y0) as i32);
+        imgproc::rectangle(frame, rect, colour(*id), 2, imgproc::LINE_8, 0)?;
+        let label = format!("{id} {score:.2}");
+        let origin = Point::new(rect.x + 2, (rect.y - 4).max(12));
+        imgproc::put_text(frame, &label, origin, imgproc::FONT_HERSHEY_SIMPLEX, 0.45, colour(*id), 1, imgproc::LINE_AA, false)?;
+    }
+    Ok(())
+}
+
+/// Where the outputs go; both optional.
+pub struct Outputs {
+    video: Option<(PathBuf, f64, Option<videoio::VideoWriter>)>,
+    masks_dir: Option<PathBuf>,
+    pub frames_written: u64,
+}
+
+impl Outputs {
+    pub fn new(overlay: Option<&Path>, fps: f64, masks_dir: Option<&Path>) -> anyhow::Result<Self> {
+        if let Some(dir) = masks_dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Ok(Self { video: overlay.map(|p| (p.to_path_buf(), fps, None)), masks_dir: masks_dir.map(Path::to_path_buf), frames_written: 0 })
+    }
+
+    pub fn wants_masks(&self) -> bool {
+        self.video.is_some() || self.masks_dir.is_some()
+    }
+
+    /// Writes one result: PNG masks as `frame_<id>_object_<id>.png` and the overlay frame.
+    pub fn write(&mut self, frame: &mut Mat, result: &proto::FrameResult) -> anyhow::Result<()> {
+        let mut drawn = Vec::new();
+        for object in &result.objects {
+            if let (Some(dir), Some(proto::mask::Data::Png(png))) = (&self.masks_dir, object.mask.as_ref().and_then(|m| m.data.as_ref())) {
+                std::fs::write(dir.join(format!("frame_{:06}_object_{}.png", result.frame_id, object.object_id)), png)?;
+            }
+            if let Some(mask) = decode_mask(object)? {
+                drawn.push((object.object_id, object.score, mask, object.bbox.unwrap_or_default()));
+            }
+        }
+        let Some((path, fps, writer)) = &mut self.video else { return Ok(()) };
+        draw(frame, &drawn)?;
+        if writer.is_none() {
+            let size = Size::new(frame.cols(), frame.rows());
+            let fourcc = videoio::VideoWriter::fourcc('m', 'p', '4', 'v')?;
+            let opened = videoio::VideoWriter::new(path.as_path(), fourcc, *fps, size, true)?;
+            if !opened.is_opened()? {
+                bail!("cannot write the overlay video {} (OpenCV's FFmpeg backend, mp4v)", path.display());
+            }
+            *writer = Some(opened);
+        }
+        writer.as_mut().expect("opened above").write(frame)?;
+        self.frames_written += 1;
+        Ok(())
+    }
+
+    /// Writes a single overlay image (for --image).
+    pub fn write_image(path: &Path, frame: &mut Mat, objects: &[proto::ObjectMask]) -> anyhow::Result<()> {
+        let mut drawn = Vec::new();
+        for object in objects {
+            if let Some(mask) = decode_mask(object)? {
+                drawn.push((object.object_id, object.score, mask, object.bbox.unwrap_or_default()));
+            }
+        }
+        draw(frame, &drawn)?;
+        if !imgcodecs::imwrite(path, frame, &Vector::new())? {
+            bail!("cannot write {}", path.display());
+        }
+        Ok(())
+    }
+
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        if let Some((_, _, Some(writer))) = &mut self.video {
+            writer.release()?;
+        }
+        Ok(())
+    }
+}
+
+/// A neutral canvas for results of server-side sources, whose frames the client never sees.
+pub fn canvas(width: u32, height: u32) -> anyhow::Result<Mat> {
+    Ok(Mat::new_rows_cols_with_default(height as i32, width as i32, opencv::core::CV_8UC3, Scalar::all(96.0))?)
+}

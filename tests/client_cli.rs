@@ -1,0 +1,265 @@
+//! `samstream client` and the Python example client against a real server: overlay video
+//! (frame count, size, tint where the masks are), per-frame PNG masks identical to a direct
+//! Segment of the same frame, a timed prompt script, an image overlay.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use opencv::core::{Mat, Vec3b, Vector};
+use opencv::prelude::*;
+use opencv::{imgcodecs, videoio};
+use samstream::client::overlay::{TINT_ALPHA, colour};
+use samstream::proto::{self, segmenter_client::SegmenterClient};
+
+use common::stream as s;
+
+fn run_client(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_samstream")).arg("client").args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "client failed:\n{text}");
+    text
+}
+
+fn frames(path: &Path) -> Vec<Mat> {
+    let mut capture = videoio::VideoCapture::from_file(path.to_str().unwrap(), videoio::CAP_ANY).unwrap();
+    let mut frames = Vec::new();
+    loop {
+        let mut frame = Mat::default();
+        if !capture.read(&mut frame).unwrap() || frame.empty() {
+            return frames;
+        }
+        frames.push(frame);
+    }
+}
+
+fn mask(path: &Path) -> Mat {
+    let mask = imgcodecs::imread(path.to_str().unwrap(), imgcodecs::IMREAD_UNCHANGED).unwrap();
+    assert!(!mask.empty(), "{} is not a PNG", path.display());
+    mask
+}
+
+/// Side of the blocks compared: mp4v smears the fine texture of random-weight masks, so the
+/// video is checked on block means, not pixel by pixel.
+const BLOCK: i32 = 8;
+
+/// Mean absolute difference per channel between `overlay` and `original` tinted by `masks`
+/// (in drawing order), and between `overlay` and the untinted original, over `block`-sized
+/// block means; plus the masks' share of the frame. Pixels near a mask's bounding box (where
+/// the client draws the box and the id label) are left out.
+fn tint_errors(original: &Mat, overlay: &Mat, masks: &[(u32, Mat)], block: i32) -> (f64, f64, f64) {
+    let (rows, cols) = (original.rows(), original.cols());
+    let boxes: Vec<opencv::core::Rect> = masks
+        .iter()
+        .map(|(_, m)| {
+            let mut points = Mat::default();
+            opencv::core::find_non_zero(m, &mut points).unwrap();
+            opencv::imgproc::bounding_rect(&points).unwrap_or_default()
+        })
+        .collect();
+    let near_drawing = |x: i32, y: i32| {
+        boxes.iter().any(|b| {
+            let on_edge = (x - b.x).abs() <= 3 || (x - (b.x + b.width)).abs() <= 3 || (y - b.y).abs() <= 3 || (y - (b.y + b.height)).abs() <= 3;
+            let in_label = y < b.y.max(16) + 4 && y >= b.y - 20 && x >= b.x && x < b.x + 90;
+            (on_edge && x >= b.x - 3 && x <= b.x + b.width + 3 && y >= b.y - 3 && y <= b.y + b.height + 3) || in_label
+        })
+    };
+    let (mut to_expected, mut to_original, mut blocks, mut masked) = (0.0, 0.0, 0usize, 0usize);
+    for by in (0..rows - block + 1).step_by(block as usize) {
+        for bx in (0..cols - block + 1).step_by(block as usize) {
+            let (mut sum_v, mut sum_e, mut sum_o, mut n) = ([0.0; 3], [0.0; 3], [0.0; 3], 0.0);
+            for y in by..by + block {
+                for x in bx..bx + block {
+                    if near_drawing(x, y) {
+                        continue;
+                    }
+                    let o = original.at_2d::<Vec3b>(y, x).unwrap();
+                    let mut expected = [f64::from(o[0]), f64::from(o[1]), f64::from(o[2])];
+                    let mut inside = false;
+                    for (id, m) in masks {
+                        if *m.at_2d::<u8>(y, x).unwrap() > 0 {
+                            inside = true;
+                            let c = colour(*id);
+                            for ch in 0..3 {
+                                expected[ch] = (expected[ch] * (1.0 - TINT_ALPHA) + c[ch] * TINT_ALPHA).round();
+                            }
+                        }
+                    }
+                    masked += usize::from(inside);
+                    let v = overlay.at_2d::<Vec3b>(y, x).unwrap();
+                    for ch in 0..3 {
+                        sum_v[ch] += f64::from(v[ch]);
+                        sum_e[ch] += expected[ch];
+                        sum_o[ch] += f64::from(o[ch]);
+                    }
+                    n += 1.0;
+                }
+            }
+            if n == 0.0 {
+                continue;
+            }
+            blocks += 1;
+            for ch in 0..3 {
+                to_expected += (sum_v[ch] - sum_e[ch]).abs() / n / 3.0;
+                to_original += (sum_v[ch] - sum_o[ch]).abs() / n / 3.0;
+            }
+        }
+    }
+    (to_expected / blocks as f64, to_original / blocks as f64, masked as f64 / f64::from(rows * cols))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_writes_an_overlay_video_and_png_masks_that_match_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = s::make_video(dir.path(), "clip.mp4", 2.0, 5);
+    let server = common::start_server(common::config()).await;
+    let url = format!("http://{}", server.addr);
+    let overlay = dir.path().join("overlay.mp4");
+    let masks_dir = dir.path().join("masks");
+    // Object 2 leaves at 1.0 s of video time: frames 6..10 (5 fps) carry object 1 only.
+    let script = dir.path().join("script.json");
+    std::fs::write(&script, r#"{"updates": [{"at": 1.0, "remove": [2]}]}"#).unwrap();
+    let out = tokio::task::spawn_blocking({
+        let (url, video, overlay, masks_dir, script) = (url.clone(), video.clone(), overlay.clone(), masks_dir.clone(), script.clone());
+        move || {
+            run_client(&[
+                "--server", &url, "--video", video.to_str().unwrap(), "--point", "100,80", "--point", "2:200,150",
+                "--box", "2:150,100,300,220", "--script", script.to_str().unwrap(), "--overlay", overlay.to_str().unwrap(),
+                "--out-masks", masks_dir.to_str().unwrap(),
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("overlay: 10 frames written"), "{out}");
+    assert!(out.contains("results 10 | dropped 0 |") && out.contains("encoder"), "no live/summary line:\n{out}");
+
+    let originals = frames(&video);
+    let overlaid = frames(&overlay);
+    assert_eq!(originals.len(), 10);
+    assert_eq!(overlaid.len(), 10, "overlay frame count");
+    let mut tinted_frames = 0;
+    for (i, (original, frame)) in originals.iter().zip(&overlaid).enumerate() {
+        assert_eq!((frame.cols(), frame.rows()), (320, 240), "overlay size");
+        let id = i + 1;
+        let mut masks = vec![(1, mask(&masks_dir.join(format!("frame_{id:06}_object_1.png"))))];
+        let second = masks_dir.join(format!("frame_{id:06}_object_2.png"));
+        assert_eq!(second.exists(), id <= 5, "object 2 mask of frame {id} (removed at 1.0 s)");
+        if second.exists() {
+            masks.push((2, mask(&second)));
+        }
+        for (_, m) in &masks {
+            assert_eq!((m.cols(), m.rows(), m.typ()), (320, 240, opencv::core::CV_8UC1));
+        }
+        let (to_expected, to_original, coverage) = tint_errors(original, frame, &masks, BLOCK);
+        eprintln!("frame {id}: block error to tinted {to_expected:.2}, to plain {to_original:.2}, coverage {coverage:.2}");
+        // mp4v is lossy and boxes/labels are drawn on top: the overlay must be far closer to
+        // the tinted original than to the plain one wherever masks cover a real share.
+        assert!(to_expected < 6.0, "frame {id}: overlay differs from the tinted original by {to_expected:.1} per channel");
+        if coverage > 0.05 {
+            tinted_frames += 1;
+            assert!(to_original > 2.0 * to_expected, "frame {id}: no visible tint ({to_original:.1} vs {to_expected:.1}, coverage {coverage:.2})");
+        }
+    }
+    assert!(tinted_frames > 0, "no frame had masks covering 5% of it");
+
+    // The PNG masks are the server's: a direct Segment of the same decoded frame (sent as a
+    // lossless PNG) with the same prompts gives identical masks.
+    let mut client = SegmenterClient::connect(url).await.unwrap();
+    for id in [1usize, 10] {
+        let mut png = Vector::<u8>::new();
+        imgcodecs::imencode(".png", &originals[id - 1], &mut png, &Vector::new()).unwrap();
+        let mut objects = vec![s::point_object(1, 100.0, 80.0)];
+        if id <= 5 {
+            let mut second = s::point_object(2, 200.0, 150.0);
+            second.r#box = Some(proto::Box { x0: 150.0, y0: 100.0, x1: 300.0, y1: 220.0 });
+            objects.push(second);
+        }
+        let response = client
+            .segment(proto::SegmentRequest {
+                image: Some(proto::Image { kind: Some(proto::image::Kind::Encoded(png.to_vec())) }),
+                objects,
+                mask_options: Some(proto::MaskOptions { format: proto::MaskFormat::Png as i32, multimask_output: false }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for object in response.objects {
+            let Some(proto::mask::Data::Png(bytes)) = object.mask.and_then(|m| m.data) else { panic!("no PNG") };
+            let expected = imgcodecs::imdecode(&Vector::<u8>::from_slice(&bytes), imgcodecs::IMREAD_UNCHANGED).unwrap();
+            let written = mask(&masks_dir.join(format!("frame_{id:06}_object_{}.png", object.object_id)));
+            let mut diff = Mat::default();
+            opencv::core::absdiff(&expected, &written, &mut diff).unwrap();
+            assert_eq!(opencv::core::count_non_zero(&diff).unwrap(), 0, "frame {id} object {}: mask differs from Segment", object.object_id);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_overlays_an_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start_server(common::config()).await;
+    let image = common::parity_dir().join("small.png");
+    let overlay = dir.path().join("overlay.png");
+    let masks = dir.path().join("masks");
+    let out = tokio::task::spawn_blocking({
+        let (url, overlay, masks) = (format!("http://{}", server.addr), overlay.clone(), masks.clone());
+        move || {
+            run_client(&[
+                "--server", &url, "--image", image.to_str().unwrap(), "--point", "100,80", "--box", "3:20,20,200,150",
+                "--overlay", overlay.to_str().unwrap(), "--out-masks", masks.to_str().unwrap(),
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("object 1:") && out.contains("object 3:"), "{out}");
+    let original = imgcodecs::imread(common::parity_dir().join("small.png").to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
+    let drawn = imgcodecs::imread(overlay.to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
+    let masks = vec![(1, mask(&masks.join("object_1.png"))), (3, mask(&masks.join("object_3.png")))];
+    let (to_expected, to_original, _) = tint_errors(&original, &drawn, &masks, 1);
+    eprintln!("image: error to tinted {to_expected:.2}, to plain {to_original:.2}");
+    // Lossless: only the box outlines and labels differ from the exact tint.
+    assert!(to_expected < 1.0 && to_original > 5.0 * to_expected, "{to_expected:.2} vs {to_original:.2}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_example_client_streams_a_video_and_writes_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = s::make_video(dir.path(), "clip.mp4", 1.0, 4);
+    let server = common::start_server(common::config()).await;
+    let masks = dir.path().join("masks");
+    let output = tokio::task::spawn_blocking({
+        let (addr, masks) = (server.addr.to_string(), masks.clone());
+        move || {
+            Command::new(common::python())
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/samstream_client.py"))
+                .args(["--server", &addr, "--video", video.to_str().unwrap(), "--point", "100,80", "--box", "2:150,100,300,220"])
+                .arg("--out-masks")
+                .arg(&masks)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let results: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.len(), 4, "{stdout}");
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result["frame_id"], i as u64 + 1);
+        assert_eq!(result["size"], serde_json::json!([320, 240]));
+        assert_eq!(result["prompt_revision"], 1);
+        assert!(result["timing_ms"]["encoder"].as_f64().unwrap() > 0.0, "{result}");
+        let objects = result["objects"].as_array().unwrap();
+        assert_eq!(objects.iter().map(|o| o["id"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+        for object in objects {
+            let png = mask(&masks.join(format!("frame_{:06}_object_{}.png", i + 1, object["id"])));
+            assert_eq!((png.cols(), png.rows()), (320, 240));
+            let area = opencv::core::count_non_zero(&png).unwrap() as u64;
+            assert_eq!(area, object["area"].as_u64().unwrap(), "PNG mask area vs the reported area");
+        }
+    }
+}

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Validates deploy/ against the code: every YAML and JSON file parses; the Kubernetes objects
+are well-formed and agree with each other (selectors, named ports, probe ports, drain timing,
+GPU resources, the HPA's metric); environment variables and metric names used by the
+manifests, Prometheus config, Grafana dashboard and Dockerfiles exist in the server; files the
+Dockerfiles and compose file copy or mount exist. Exits 1 listing every problem.
+
+    python tests/support/check_deploy.py REPO_ROOT [--deploy DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+problems: list[str] = []
+
+
+def check(ok: bool, message: str) -> None:
+    if not ok:
+        problems.append(message)
+
+
+def server_metrics(root: Path) -> set[str]:
+    text = (root / "src/telemetry/metrics.rs").read_text()
+    names = set(re.findall(r'"(samstream_[a-z_]+)"', text))
+    histograms = {n for n in names if n.endswith("_seconds")}
+    return names | {f"{h}_{suffix}" for h in histograms for suffix in ("bucket", "sum", "count")}
+
+
+def server_env(root: Path) -> set[str]:
+    return set(re.findall(r'env = "([A-Z_]+)"', (root / "src/config.rs").read_text())) | {"RUST_LOG", "LD_LIBRARY_PATH"}
+
+
+def metrics_in(expr: str) -> set[str]:
+    return set(re.findall(r"\b(samstream_[a-z_]+)", expr))
+
+
+def check_kubernetes(k8s: Path, metrics: set[str], env: set[str]) -> None:
+    docs = {}
+    for path in sorted(k8s.glob("*.yaml")):
+        try:
+            parsed = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError:
+            continue  # reported by the parse pass
+        for doc in parsed:
+            if not doc or path.name in ("kustomization.yaml", "prometheus-adapter-rules.yaml"):
+                continue
+            for key in ("apiVersion", "kind", "metadata"):
+                check(key in doc, f"{path.name}: a document without {key}")
+            docs[(doc.get("kind"), doc.get("metadata", {}).get("name"))] = doc
+    deployment = docs.get(("Deployment", "samstream"))
+    check(deployment is not None, "k8s: no Deployment named samstream")
+    if deployment is None:
+        return
+    spec = deployment["spec"]
+    pod_labels = spec["template"]["metadata"]["labels"]
+    check(spec["selector"]["matchLabels"].items() <= pod_labels.items(), "Deployment selector does not match its pod labels")
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    check("grpc" in ports and "metrics" in ports, "container must name ports grpc and metrics")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        grpc = container.get(probe, {}).get("grpc")
+        check(grpc is not None and grpc.get("port") == ports.get("grpc"), f"{probe} must be a gRPC health probe on the grpc port")
+    check("nvidia.com/gpu" in container.get("resources", {}).get("limits", {}), "Deployment asks for no nvidia.com/gpu")
+    env_values = {e["name"]: e.get("value") for e in container.get("env", [])}
+    for name in env_values:
+        check(name in env, f"Deployment sets {name}, which samstream does not read")
+    pre_stop = " ".join(container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", []))
+    sleep = re.search(r"sleep (\d+)", pre_stop)
+    check(sleep is not None, "Deployment has no preStop drain delay")
+    grace = float(env_values.get("SAMSTREAM_SHUTDOWN_GRACE_SECS", 5))
+    total = pod.get("terminationGracePeriodSeconds", 30)
+    check(sleep is not None and total > int(sleep.group(1)) + grace, f"terminationGracePeriodSeconds {total} leaves no time for preStop + the {grace} s drain")
+    annotations = spec["template"]["metadata"].get("annotations", {})
+    check(str(ports.get("metrics")) == annotations.get("prometheus.io/port"), "prometheus.io/port is not the metrics port")
+
+    service = docs.get(("Service", "samstream"))
+    check(service is not None, "k8s: no Service named samstream")
+    if service:
+        check(service["spec"]["selector"].items() <= pod_labels.items(), "Service selector does not match the pods")
+        for port in service["spec"]["ports"]:
+            check(port["targetPort"] in ports or port["targetPort"] in ports.values(), f"Service targetPort {port['targetPort']} is not a container port")
+    hpa = docs.get(("HorizontalPodAutoscaler", "samstream"))
+    check(hpa is not None, "k8s: no HorizontalPodAutoscaler")
+    if hpa:
+        check(hpa["spec"]["scaleTargetRef"]["name"] == "samstream", "HPA scales something else")
+        for metric in hpa["spec"]["metrics"]:
+            name = metric.get("pods", {}).get("metric", {}).get("name")
+            check(name in metrics, f"HPA metric {name} is not exported by samstream")
+    pdb = docs.get(("PodDisruptionBudget", "samstream"))
+    check(pdb is not None and pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items(), "PodDisruptionBudget missing or selects other pods")
+    kustomization = yaml.safe_load((k8s / "kustomization.yaml").read_text())
+    for resource in kustomization["resources"]:
+        check((k8s / resource).exists(), f"kustomization lists a missing {resource}")
+    rules = yaml.safe_load((k8s / "prometheus-adapter-rules.yaml").read_text())
+    for rule in rules["rules"]["custom"]:
+        for name in metrics_in(rule["seriesQuery"]):
+            check(name in metrics, f"prometheus-adapter rule reads {name}, which samstream does not export")
+
+
+def check_prometheus(path: Path) -> None:
+    config = yaml.safe_load(path.read_text())
+    jobs = config.get("scrape_configs", [])
+    check(bool(jobs) and all("job_name" in j for j in jobs), "prometheus.yml: scrape_configs without job names")
+    for job in jobs:
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                check(target.endswith(":9090"), f"prometheus.yml target {target} is not samstream's metrics port 9090")
+
+
+def check_grafana(path: Path, metrics: set[str]) -> None:
+    dashboard = json.loads(path.read_text())
+    panels = dashboard.get("panels", [])
+    check(bool(dashboard.get("uid")) and bool(panels), "dashboard without uid or panels")
+    ids = [p.get("id") for p in panels]
+    check(len(ids) == len(set(ids)), "dashboard panel ids repeat")
+    stages_shown = False
+    for panel in panels:
+        check({"h", "w", "x", "y"} <= set(panel.get("gridPos", {})), f"panel {panel.get('title')} has no full gridPos")
+        for target in panel.get("targets", []):
+            used = metrics_in(target["expr"])
+            check(bool(used), f"panel {panel.get('title')} queries no samstream metric")
+            for name in used:
+                check(name in metrics, f"panel {panel.get('title')} queries {name}, which samstream does not export")
+            stages_shown |= "samstream_stage_duration_seconds_bucket" in used
+    check(stages_shown, "dashboard has no stage-duration histogram panel")
+
+
+def check_docker(root: Path, docker: Path, env: set[str]) -> None:
+    for dockerfile in sorted(docker.glob("Dockerfile.*")):
+        text = dockerfile.read_text()
+        stages = set(re.findall(r"^FROM \S+ AS (\w+)", text, re.M))
+        for source in re.findall(r"^COPY --from=(\w+)", text, re.M):
+            check(source in stages, f"{dockerfile.name}: COPY --from={source} names no stage")
+        for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.M):
+            for item in line.split()[:-1]:
+                check((root / item).exists(), f"{dockerfile.name}: COPY {item} does not exist")
+        for name in re.findall(r"\b(SAMSTREAM_[A-Z_]+|ORT_DYLIB_PATH)=", text):
+            check(name in env, f"{dockerfile.name} sets {name}, which samstream does not read")
+        check("USER " in text, f"{dockerfile.name} runs as root")
+    compose = yaml.safe_load((docker / "compose.yaml").read_text())
+    for name, service in compose["services"].items():
+        build = service.get("build")
+        if build:
+            dockerfile = re.sub(r"\$\{[A-Z_]+:-([^}]+)\}", r"\1", build["dockerfile"])
+            check((docker / build["context"] / dockerfile).resolve().exists(), f"compose {name}: {dockerfile} does not exist")
+        for volume in service.get("volumes", []):
+            host = volume.split(":")[0]
+            check((docker / host).resolve().exists(), f"compose {name}: mounts a missing {host}")
+        for key in service.get("environment", {}):
+            check(not key.startswith("SAMSTREAM_") or key in env, f"compose {name} sets {key}, which samstream does not read")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--deploy", type=Path)
+    args = parser.parse_args()
+    deploy = args.deploy or args.root / "deploy"
+    metrics, env = server_metrics(args.root), server_env(args.root)
+    for path in sorted(deploy.rglob("*.yaml")) + sorted(deploy.rglob("*.yml")):
+        try:
+            list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError as e:
+            problems.append(f"{path.relative_to(deploy)}: {e}")
+    for path in sorted(deploy.rglob("*.json")):
+        try:
+            json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            problems.append(f"{path.relative_to(deploy)}: {e}")
+    check_kubernetes(deploy / "k8s", metrics, env)
+    check_prometheus(deploy / "prometheus/prometheus.yml")
+    check_grafana(deploy / "grafana/samstream-dashboard.json", metrics)
+    check_docker(args.root, deploy / "docker", env)
+    for problem in problems:
+        print(f"problem: {problem}")
+    print(f"checked {deploy}: {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
