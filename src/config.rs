@@ -67,6 +67,10 @@ pub struct ServeConfig {
     #[arg(long, env = "SAMSTREAM_ORT_SPINNING", default_value_t = false, action = clap::ArgAction::Set)]
     pub ort_spinning: bool,
 
+    /// One ONNX Runtime thread pool shared by the encoder and the decoder (else one each).
+    #[arg(long, env = "SAMSTREAM_ORT_SHARED_POOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ort_shared_pool: bool,
+
     /// Encoder graph: fp32 (exact) or int8 (`export.py --int8`, dynamically quantised MatMuls;
     /// faster on CPUs, fidelity in BENCHMARKS.md).
     #[arg(long, env = "SAMSTREAM_ENCODER_PRECISION", value_enum, default_value_t = EncoderPrecision::Fp32)]
@@ -218,6 +222,7 @@ impl ServeConfig {
             cpu_arena: self.cpu_arena,
             encoder_precision: self.encoder_precision,
             spinning: self.ort_spinning,
+            shared_thread_pool: self.ort_shared_pool,
         }
     }
 
@@ -237,6 +242,7 @@ impl ServeConfig {
             cpu_arena: true,
             encoder_precision: EncoderPrecision::Fp32,
             ort_spinning: false,
+            ort_shared_pool: true,
             resize: ResizeFilter::Pillow,
             queue_capacity: 16,
             max_message_bytes: 64 << 20,

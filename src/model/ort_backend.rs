@@ -13,14 +13,26 @@ use super::prompt::PromptTokens;
 use super::ort_options::OrtOptions;
 use super::{EMBEDDING_CHANNELS, EMBEDDING_GRID, LOW_RES, MASK_TOKENS, ModelError, PreprocessedImage};
 
-/// ONNX Runtime allows one environment per process; every model shares it.
+/// ONNX Runtime allows one environment per process; every model shares it, and the first
+/// model's options decide its thread pool.
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 
-fn environment(library: &Path) -> Result<&'static Environment, ModelError> {
+fn environment(options: &OrtOptions) -> Result<&'static Environment, ModelError> {
+    let library = &options.library;
     ENVIRONMENT
         .get_or_init(|| {
-            let builder = ort::init_from(library).map_err(|e| e.to_string())?;
-            builder.with_name("samstream").build().map_err(|e| e.to_string())
+            let mut builder = ort::init_from(library).map_err(|e| e.to_string())?.with_name("samstream");
+            if options.shared_thread_pool {
+                // One pool for both graphs: the encoder and decoder threads take turns on the
+                // same cores instead of two pools (one of them spinning) fighting over them.
+                let pool = ort::environment::GlobalThreadPoolOptions::default()
+                    .with_intra_threads(options.intra_threads_or_cores())
+                    .and_then(|p| p.with_inter_threads(options.inter_threads.max(1)))
+                    .and_then(|p| p.with_spin_control(options.spinning))
+                    .map_err(|e| e.to_string())?;
+                builder = builder.with_global_thread_pool(pool);
+            }
+            builder.build().map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(|reason| ModelError::Runtime { path: library.display().to_string(), reason: reason.clone() })
@@ -77,7 +89,7 @@ impl OrtDecoder {
 
 impl OrtModel {
     pub fn load(model_dir: &Path, options: &OrtOptions) -> Result<Self, ModelError> {
-        let env = environment(&options.library)?;
+        let env = environment(options)?;
         let mut provider = String::new();
         let mut open = |name: &str| -> Result<Session, ModelError> {
             let path = model_dir.join(name);
@@ -99,6 +111,7 @@ impl OrtModel {
             optimization = ?options.optimization,
             cpu_arena = options.cpu_arena,
             spinning = options.spinning,
+            shared_thread_pool = options.shared_thread_pool,
             "onnxruntime sessions ready"
         );
         Ok(Self { encoder, decoder, execution_provider: provider })

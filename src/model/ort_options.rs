@@ -127,6 +127,8 @@ pub struct OrtOptions {
     /// decoder's pools share the cores, and a pool spinning after its run takes them from the
     /// other graph.
     pub spinning: bool,
+    /// One process-wide intra-op pool for both graphs instead of one per session.
+    pub shared_thread_pool: bool,
 }
 
 impl Default for OrtOptions {
@@ -141,6 +143,7 @@ impl Default for OrtOptions {
             cpu_arena: true,
             encoder_precision: EncoderPrecision::Fp32,
             spinning: false,
+            shared_thread_pool: true,
         }
     }
 }
