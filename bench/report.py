@@ -45,8 +45,8 @@ def machine(model_dir: Path) -> list[str]:
 
 def criterion_rows(folder: Path) -> list[tuple[str, float]]:
     rows = []
-    for estimates in sorted(folder.glob("*/*/new/estimates.json")):
-        name = f"{estimates.parts[-4]}/{estimates.parts[-3]}"
+    for estimates in sorted(folder.glob("**/new/estimates.json")):
+        name = str(estimates.parent.parent.relative_to(folder))
         rows.append((name, json.loads(estimates.read_text())["median"]["point_estimate"] / 1e6))
     return rows
 
@@ -60,7 +60,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     f = args.folder
-    raw = load(f, "raw_ort")
+    # The raw baseline ran before and after the samstream runs: the mean of the two medians.
+    raw_runs = [load(f, "raw_ort_before"), load(f, "raw_ort_after")]
+    raw = {k: (sum(r[k] for r in raw_runs) / 2 if isinstance(raw_runs[0][k], float) else raw_runs[0][k]) for k in raw_runs[0]}
     py = load(f, "python")
     seg = {n: load(f, f"segment_{n}") for n in (1, 8)}
     prompt = {n: load(f, f"prompt_{n}") for n in (1, 8)}
@@ -76,6 +78,10 @@ def main() -> int:
     stream_ms = 1000.0 / stream1["per_second"] if stream1["per_second"] else float("inf")
     int8_stream_ms = 1000.0 / int8_stream["per_second"] if int8_stream["per_second"] else float("inf")
 
+    raw_lines = [
+        "| raw ORT from Rust (ms) | before the samstream runs | after | used (mean) |",
+        "|---|---:|---:|---:|",
+    ] + [f"| {k} | {raw_runs[0][k]:.1f} | {raw_runs[1][k]:.1f} | {raw[k]:.1f} |" for k in raw if k.endswith("_ms")]
     lines = [
         "| pipeline (1280x720 JPEG) | objects | ms per frame (median) | frames/s | vs Python ORT | vs PyTorch |",
         "|---|---:|---:|---:|---:|---:|",
@@ -94,10 +100,15 @@ def main() -> int:
     row("samstream stream, int8 encoder", 1, int8_stream_ms)
 
     overhead = {n: lat(seg[n]) / raw_frame[n] - 1 for n in (1, 8)}
+    # Within the same requests: everything but the two ORT runs (decode, preprocess, queue,
+    # postprocess, gRPC both ways), against the ORT time those requests measured.
+    own = {n: (lat(seg[n]) - stage(seg[n], "encoder") - stage(seg[n], "decoder")) / (stage(seg[n], "encoder") + stage(seg[n], "decoder")) for n in (1, 8)}
     prompt_ratio = lat(prompt[1]) / raw["decoder_1_ms"]
     targets = [
-        ("per-frame overhead over raw ORT, 1 object", f"{overhead[1] * 100:+.1f}%", overhead[1] <= 0.05, "<= 5%"),
-        ("per-frame overhead over raw ORT, 8 objects", f"{overhead[8] * 100:+.1f}%", overhead[8] <= 0.05, "<= 5%"),
+        ("per-frame overhead over raw ORT, 1 object: Segment vs raw_ort runs", f"{overhead[1] * 100:+.1f}%", overhead[1] <= 0.05, "<= 5%"),
+        ("per-frame overhead over raw ORT, 8 objects: Segment vs raw_ort runs", f"{overhead[8] * 100:+.1f}%", overhead[8] <= 0.05, "<= 5%"),
+        ("per-frame overhead, 1 object: non-ORT time within the same requests", f"{own[1] * 100:+.1f}%", own[1] <= 0.05, "<= 5%"),
+        ("per-frame overhead, 8 objects: non-ORT time within the same requests", f"{own[8] * 100:+.1f}%", own[8] <= 0.05, "<= 5%"),
         ("Segment fp32 vs Python ORT (frames/s)", f"{py_ort[1] / lat(seg[1]):.2f}x", py_ort[1] / lat(seg[1]) >= 1.1, ">= 1.1x"),
         ("stream fp32 vs Python ORT (frames/s)", f"{py_ort[1] / stream_ms:.2f}x", py_ort[1] / stream_ms >= 1.1, ">= 1.1x"),
         ("Segment int8 vs Python ORT (frames/s)", f"{py_ort[1] / lat(int8_seg):.2f}x", py_ort[1] / lat(int8_seg) >= 1.1, ">= 1.1x"),
@@ -151,6 +162,8 @@ def main() -> int:
         "## Per frame, side by side",
         "",
         *lines,
+        "",
+        *raw_lines,
         "",
         "## Targets (issue 4)",
         "",

@@ -30,8 +30,13 @@ printf '[[source]]\nname = "clip"\nkind = "file"\npath = "%s"\nloop = true\n' "$
 step "building the benches"
 (cd "$SAMSTREAM_ROOT" && cargo bench --locked --no-run --quiet 2>/dev/null)
 
-step "raw ONNX Runtime from Rust (benches/raw_ort.rs)"
-(cd "$SAMSTREAM_ROOT" && cargo bench --locked --quiet --bench raw_ort -- "$work/frame.jpg" "$RUNS") >"$work/raw_ort.json"
+# The raw baseline runs right before and right after the samstream runs it is compared with,
+# so slow drift of this shared machine's speed hits both sides alike.
+raw_ort() {
+  step "raw ONNX Runtime from Rust (benches/raw_ort.rs), $1"
+  (cd "$SAMSTREAM_ROOT" && cargo bench --locked --quiet --bench raw_ort -- "$work/frame.jpg" "$RUNS") >"$work/raw_ort_$1.json"
+}
+raw_ort before
 
 rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
@@ -75,6 +80,7 @@ rss_after_churn=$(rss_mib "$pid")
 printf '{"loaded_mib": %s, "with_8_streams_mib": %s, "after_%s_stream_cycles_mib": %s}\n' \
   "$rss_loaded" "$rss_8_streams" "$CHURN" "$rss_after_churn" >"$work/memory.json"
 kill "$pid"; wait "$pid" 2>/dev/null || true
+raw_ort after
 
 step "samstream int8 encoder: Segment and a stream"
 start_server int8 --encoder-precision int8

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Demo: set up, start the server on a free port, segment a sample image with the client.
+# Demo: set up, start the server on a free port, then with the client
+#   1. segment a sample image (overlay + PNG masks),
+#   2. stream a short video frame by frame into an overlay mp4 with per-frame PNG masks.
+#   bash scripts/demo.sh [IMAGE] [VIDEO]     outputs in $OUT_DIR (default /tmp/samstream-demo)
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 IMAGE=${1:-$SAMSTREAM_MODEL_DIR/parity/landscape.png}
+VIDEO=${2:-}
+OUT_DIR=${OUT_DIR:-/tmp/samstream-demo}
+mkdir -p "$OUT_DIR"
 log_file=$(mktemp)
 "$SAMSTREAM_BIN" serve --model-dir "$SAMSTREAM_MODEL_DIR" --listen 127.0.0.1:0 >"$log_file" 2>&1 &
 server=$!
@@ -15,5 +21,22 @@ for _ in $(seq 100); do
 done
 [ -n "$addr" ] || { echo "server did not start"; cat "$log_file"; exit 1; }
 echo "server on $addr; segmenting $IMAGE"
-# The client waits (health check) until the model is loaded and warmed up.
-"$SAMSTREAM_BIN" client --server "http://$addr" --image "$IMAGE" --point 864,562 --box 400,300,1300,800 --out-dir "${OUT_DIR:-/tmp/samstream-demo}"
+# The client waits (health check) until the model is loaded and warmed up. Prompts are
+# fractions of the image size so any image works.
+read -r width height < <(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=p=0:s=' ' "$IMAGE")
+"$SAMSTREAM_BIN" client --server "http://$addr" --image "$IMAGE" \
+  --point $((width * 45 / 100)),$((height * 52 / 100)) --box 2:$((width / 5)),$((height / 4)),$((width * 7 / 10)),$((height * 3 / 4)) \
+  --overlay "$OUT_DIR/overlay.png" --out-masks "$OUT_DIR/image-masks"
+
+if [ -z "$VIDEO" ]; then
+  VIDEO="$OUT_DIR/sample.mp4"
+  ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=640x360:rate=5 -t 3 -pix_fmt yuv420p "$VIDEO"
+fi
+echo
+echo "streaming $VIDEO frame by frame"
+read -r width height < <(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=p=0:s=' ' "$VIDEO")
+"$SAMSTREAM_BIN" client --server "http://$addr" --video "$VIDEO" --max-frames "${MAX_FRAMES:-15}" \
+  --point $((width / 3)),$((height / 2)) --point 2:$((width * 2 / 3)),$((height / 2)) \
+  --overlay "$OUT_DIR/overlay.mp4" --out-masks "$OUT_DIR/video-masks"
+echo
+echo "outputs in $OUT_DIR: overlay.png, image-masks/, overlay.mp4, video-masks/"

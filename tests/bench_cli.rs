@@ -37,8 +37,9 @@ async fn bench_reports_throughput_and_percentiles_for_both_rpcs() {
     assert!(latency["max"].as_f64().unwrap() >= segment["stages_ms"]["encoder"]["p50"].as_f64().unwrap());
     assert!(segment["per_second"].as_f64().unwrap() > 0.0);
 
-    let stream = tokio::task::spawn_blocking(move || {
-        bench(&["--server", &url, "--rpc", "stream", "--concurrency", "2", "--seconds", "6", "--source", "bench"])
+    let stream = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || bench(&["--server", &url, "--rpc", "stream", "--concurrency", "2", "--seconds", "6", "--source", "bench"])
     })
     .await
     .unwrap();
@@ -46,5 +47,25 @@ async fn bench_reports_throughput_and_percentiles_for_both_rpcs() {
     assert!(stream["ok"].as_u64().unwrap() >= 2, "{stream}");
     assert_eq!(stream["errors"], serde_json::json!({}));
     assert!(stream["stages_ms"]["decoder"]["p50"].as_f64().unwrap() > 0.0);
+
+    // Prompt updates are answered from the cached embedding: the bench counts any result with
+    // an encoder run as an error, so ok == requests means none re-encoded.
+    let image = common::parity_dir().join("small.png");
+    let updates = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || bench(&["--server", &url, "--rpc", "prompt-update", "--requests", "4", "--objects", "2", "--image", image.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    assert_eq!((updates["rpc"].as_str(), updates["ok"].as_u64(), updates["objects"].as_u64()), (Some("prompt-update"), Some(4), Some(2)), "{updates}");
+    assert_eq!(updates["errors"], serde_json::json!({}));
+    assert_eq!(updates["stages_ms"]["encoder"]["max"].as_f64(), Some(0.0), "{updates}");
+    let decoder = updates["stages_ms"]["decoder"]["p50"].as_f64().unwrap();
+    assert!(decoder > 0.0 && updates["latency_ms"]["p50"].as_f64().unwrap() >= decoder, "{updates}");
+
+    let churn = tokio::task::spawn_blocking(move || bench(&["--server", &url, "--rpc", "churn", "--requests", "20", "--concurrency", "4", "--source", "bench"]))
+        .await
+        .unwrap();
+    assert_eq!((churn["ok"].as_u64(), &churn["errors"]), (Some(20), &serde_json::json!({})), "{churn}");
     server.shutdown().await.unwrap();
 }

@@ -119,8 +119,11 @@ async fn health_is_serving_after_warm_up_and_not_before() {
     // A model whose decoder cannot load never becomes ready: health must say so, and Segment
     // must answer UNAVAILABLE rather than hang.
     let broken = tempfile::tempdir().unwrap();
-    for name in ["encoder.onnx", "manifest.json"] {
-        std::fs::copy(common::model_dir().join(name), broken.path().join(name)).unwrap();
+    for entry in std::fs::read_dir(common::model_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && path.file_name() != Some("decoder.onnx".as_ref()) {
+            std::fs::copy(&path, broken.path().join(path.file_name().unwrap())).unwrap();
+        }
     }
     std::fs::write(broken.path().join("decoder.onnx"), b"not an onnx graph").unwrap();
     let manifest_path = broken.path().join("manifest.json");
@@ -153,4 +156,31 @@ async fn health_is_serving_after_warm_up_and_not_before() {
         assert_eq!(status, ServingStatus::Serving as i32, "service {service:?}");
     }
     server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_gpu_provider_falls_back_to_the_cpu_or_fails_by_flag() {
+    // The onnxruntime wheel used here is CPU-only, so CUDA cannot be registered.
+    let mut config = common::config();
+    config.device = "cuda:0".parse().unwrap();
+    let server = common::start_server(config).await;
+    let mut client = common::client(&server).await;
+    let info = client.get_model_info(proto::GetModelInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.execution_provider, "CPUExecutionProvider (fallback)");
+    server.shutdown().await.unwrap();
+
+    let mut config = common::config();
+    config.device = "tensorrt:1".parse().unwrap();
+    config.device_fallback = samstream::model::DeviceFallback::Fail;
+    let server = samstream::server::start(config, std::future::pending()).await.unwrap();
+    assert!(!server.serving().await, "a server without its GPU provider must not report SERVING");
+    let mut client = common::client(&server).await;
+    let request = proto::SegmentRequest {
+        image: encoded("small.png"),
+        objects: vec![proto::ObjectPrompt { object_id: 1, points: vec![point(10.0, 10.0, true)], r#box: None }],
+        mask_options: None,
+    };
+    let status = client.segment(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("tensorrt:1"), "{}", status.message());
 }

@@ -106,9 +106,17 @@ struct ScriptUpdate {
 struct ScriptObject {
     id: u32,
     #[serde(default)]
-    points: Vec<(f32, f32, Option<String>)>,
+    points: Vec<ScriptPoint>,
     #[serde(default, rename = "box")]
     bbox: Option<[f32; 4]>,
+}
+
+/// `[x, y]` (positive) or `[x, y, "pos" | "neg"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ScriptPoint {
+    Positive(f32, f32),
+    Labelled(f32, f32, String),
 }
 
 /// A prompt update due at `at` seconds of stream time (revision filled in when sent).
@@ -126,7 +134,11 @@ pub fn load_script(path: &Path) -> anyhow::Result<Vec<TimedUpdate>> {
         let mut upsert = Vec::new();
         for o in u.upsert {
             let mut points = Vec::new();
-            for (x, y, l) in o.points {
+            for point in o.points {
+                let (x, y, l) = match point {
+                    ScriptPoint::Positive(x, y) => (x, y, None),
+                    ScriptPoint::Labelled(x, y, l) => (x, y, Some(l)),
+                };
                 let label = label(l.as_deref()).map_err(|e| anyhow::anyhow!("updates[{i}] object {}: {e}", o.id))?;
                 points.push(proto::Point { x, y, label: label as i32 });
             }
