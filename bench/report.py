@@ -117,6 +117,7 @@ def main() -> int:
         ("prompt update, 1 object", f"{lat(prompt[1]):.1f} ms", lat(prompt[1]) <= 60, "<= 60 ms"),
         ("encoder fp32 (raw ORT)", f"{raw['encoder_fp32_ms']:.0f} ms", raw["encoder_fp32_ms"] <= 650, "<= 650 ms in some configuration"),
         ("encoder int8 (raw ORT)", f"{raw.get('encoder_int8_ms', float('nan')):.0f} ms", raw.get("encoder_int8_ms", 1e9) <= 650, "<= 650 ms in some configuration"),
+        ("encoder int8 inside samstream (Segment, server-reported p50)", f"{stage(int8_seg, 'encoder'):.0f} ms", stage(int8_seg, "encoder") <= 650, "<= 650 ms in some configuration"),
     ]
     target_lines = ["| target | measured | met |", "|---|---:|:---:|"]
     target_lines += [f"| {name} ({goal}) | {value} | {'yes' if ok else '**no**'} |" for name, value, ok, goal in targets]
