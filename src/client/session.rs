@@ -57,7 +57,9 @@ async fn next_result(responses: &mut tonic::Streaming<proto::StreamResponse>) ->
             Some(proto::StreamResponse { msg: Some(Resp::Result(result)) }) => return Ok(Some(result)),
             Some(proto::StreamResponse { msg: Some(Resp::Event(e)) }) => {
                 let kind = proto::EventKind::try_from(e.kind).map_or("UNKNOWN".into(), |k| k.as_str_name().to_string());
-                eprintln!("\n[event] {kind}: {}", e.message);
+                // On a terminal the live line has no newline yet: clear it first.
+                let lead = if std::io::IsTerminal::is_terminal(&std::io::stderr()) { "\r\x1b[K" } else { "" };
+                eprintln!("{lead}[event] {kind}: {}", e.message);
             }
             Some(_) => {}
             None => return Ok(None),
