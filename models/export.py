@@ -86,6 +86,24 @@ def build_model(args: argparse.Namespace) -> tuple[nn.Module, dict]:
     return model, provenance
 
 
+def allow_dynamic_batch() -> None:
+    """TinyViT's PatchMerging reads the batch size with len(x), which tracing records as the
+    constant 1; reading it from the shape keeps the exported encoder's batch axis dynamic, so
+    the server can encode several streams' frames in one call. Same arithmetic otherwise."""
+    from mobile_sam.modeling import tiny_vit_sam
+
+    def forward(self, x):
+        if x.ndim == 3:
+            height, width = self.input_resolution
+            x = x.view(x.shape[0], height, width, -1).permute(0, 3, 1, 2)
+        x = self.act(self.conv1(x))
+        x = self.act(self.conv2(x))
+        x = self.conv3(x)
+        return x.flatten(2).transpose(1, 2)
+
+    tiny_vit_sam.PatchMerging.forward = forward
+
+
 class Encoder(nn.Module):
     """TinyViT image encoder on an already normalised, zero-padded 1024x1024 image."""
 
@@ -129,6 +147,7 @@ class Decoder(SamOnnxModel):
 
 
 def export_encoder(sam: nn.Module, path: Path) -> None:
+    allow_dynamic_batch()
     dummy = torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE)
     torch.onnx.export(
         Encoder(sam).eval(),
@@ -136,6 +155,7 @@ def export_encoder(sam: nn.Module, path: Path) -> None:
         str(path),
         input_names=["image"],
         output_names=["image_embeddings"],
+        dynamic_axes={"image": {0: "batch"}, "image_embeddings": {0: "batch"}},
         opset_version=OPSET,
         do_constant_folding=True,
         dynamo=False,

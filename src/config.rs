@@ -84,6 +84,11 @@ pub struct ServeConfig {
     #[arg(long, env = "SAMSTREAM_QUEUE_CAPACITY", default_value_t = 16)]
     pub queue_capacity: usize,
 
+    /// Most queued images (from different streams or calls) the encoder runs as one batch.
+    /// 1 on CPUs, where a batch costs as much as its images one by one; 4-8 on GPUs.
+    #[arg(long, env = "SAMSTREAM_ENCODER_MAX_BATCH", default_value_t = 1)]
+    pub encoder_max_batch: usize,
+
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, env = "SAMSTREAM_MAX_MESSAGE_BYTES", default_value_t = 64 << 20)]
     pub max_message_bytes: usize,
@@ -245,6 +250,7 @@ impl ServeConfig {
             ort_shared_pool: true,
             resize: ResizeFilter::Pillow,
             queue_capacity: 16,
+            encoder_max_batch: 1,
             max_message_bytes: 64 << 20,
             max_image_bytes: 48 << 20,
             max_pixels: 4096 * 4096,

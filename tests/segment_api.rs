@@ -184,3 +184,43 @@ async fn a_missing_gpu_provider_falls_back_to_the_cpu_or_fails_by_flag() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.message().contains("tensorrt:1"), "{}", status.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_images_are_encoded_in_one_batch_with_the_same_masks() {
+    let mut config = common::config();
+    config.encoder_max_batch = 4;
+    let server = common::start_server(config).await;
+    let mut client = common::client(&server).await;
+    let images = ["small.png", "square.png", "portrait.png", "landscape.png"];
+    let segment = |name: &str| {
+        let objects = vec![proto::ObjectPrompt { object_id: 1, points: vec![point(150.0, 120.0, true)], r#box: None }];
+        request(encoded(name), objects, proto::MaskFormat::CocoRle, false)
+    };
+    let mut one_by_one = Vec::new();
+    for name in images {
+        one_by_one.push(client.segment(segment(name)).await.unwrap().into_inner());
+    }
+    let batched_before = common::stream::metric_value("samstream_encoder_batched_images_total", "");
+    // All at once: the first runs alone while the others queue, then they go as one batch.
+    let calls: Vec<_> = images
+        .iter()
+        .map(|name| {
+            let (mut client, request) = (client.clone(), segment(name));
+            tokio::spawn(async move { client.segment(request).await })
+        })
+        .collect();
+    let mut together = Vec::new();
+    for call in calls {
+        together.push(call.await.unwrap().unwrap().into_inner());
+    }
+    let batched = common::stream::metric_value("samstream_encoder_batched_images_total", "") - batched_before;
+    assert!(batched >= 2.0, "no batch was formed ({batched} images in batches)");
+    let encoder_times: Vec<u64> = together.iter().map(|r| r.timing.unwrap().encoder_us).collect();
+    assert!(encoder_times.iter().any(|t| encoder_times.iter().filter(|u| *u == t).count() >= 2), "batched calls share one encoder run: {encoder_times:?}");
+    for ((name, alone), batch) in images.iter().zip(&one_by_one).zip(&together) {
+        let (a, b) = (&alone.objects[0], &batch.objects[0]);
+        assert!((a.score - b.score).abs() < 1e-3, "{name}: score {} alone, {} in a batch", a.score, b.score);
+        let tolerance = (a.area as f64 * 1e-3).max(2.0);
+        assert!((a.area as f64 - b.area as f64).abs() <= tolerance, "{name}: area {} alone, {} in a batch", a.area, b.area);
+    }
+}

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::model::prompt::PromptTokens;
 use crate::model::{ImageEncoder, ImageGeometry, MaskDecoder, ModelError, PreprocessedImage};
-use crate::telemetry::metrics::JOBS_SKIPPED;
+use crate::telemetry::metrics::{ENCODER_BATCHED_IMAGES, JOBS_SKIPPED};
 
 use job::{DecodeJob, EncodeJob};
 pub use job::{Decoded, Encoded, ImageEmbedding};
@@ -60,7 +60,8 @@ pub struct Engine {
 impl Engine {
     /// Starts the encoder thread, which runs `load`, warms both graphs up, hands the decoder
     /// to its own thread, and then serves encode jobs.
-    pub fn start<E, D, F>(load: F, queue_capacity: usize) -> Self
+    /// `max_batch`: most queued images encoded in one call (1 = never batch).
+    pub fn start<E, D, F>(load: F, queue_capacity: usize, max_batch: usize) -> Self
     where
         E: ImageEncoder + 'static,
         D: MaskDecoder + 'static,
@@ -71,7 +72,7 @@ impl Engine {
         let (state_tx, state) = watch::channel(EngineState::Loading);
         std::thread::Builder::new()
             .name("samstream-encoder".into())
-            .spawn(move || run_encoder(load, encode_queue, decode_queue, state_tx))
+            .spawn(move || run_encoder(load, encode_queue, decode_queue, state_tx, max_batch.max(1)))
             .expect("spawning the encoder thread");
         Self { encode_jobs, decode_jobs, state, capacity: queue_capacity }
     }
@@ -130,6 +131,7 @@ fn run_encoder<E, D, F>(
     mut queue: mpsc::Receiver<EncodeJob>,
     decode_queue: mpsc::Receiver<DecodeJob>,
     state: watch::Sender<EngineState>,
+    max_batch: usize,
 ) where
     E: ImageEncoder + 'static,
     D: MaskDecoder + 'static,
@@ -151,22 +153,60 @@ fn run_encoder<E, D, F>(
     }
     tracing::info!(%execution_provider, "model loaded and warmed up");
     state.send_replace(EngineState::Ready { execution_provider });
-    while let Some(job) = queue.blocking_recv() {
-        // A caller that went away (deadline, cancelled RPC, closed stream) gets no work done.
-        if job.reply.is_closed() {
-            metrics::counter!(JOBS_SKIPPED, "stage" => "encoder").increment(1);
+    while let Some(first) = queue.blocking_recv() {
+        // Whatever else is already waiting joins the batch (several streams' frames in one
+        // encoder call), up to max_batch; a caller that went away (deadline, cancelled RPC,
+        // closed stream) gets no work done.
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        batch.retain(|job| {
+            let gone = job.reply.is_closed();
+            if gone {
+                metrics::counter!(JOBS_SKIPPED, "stage" => "encoder").increment(1);
+            }
+            !gone
+        });
+        if batch.is_empty() {
             continue;
         }
-        let queue_wait = job.enqueued.elapsed();
-        let _span = job.span.enter();
-        let started = Instant::now();
-        let result = tracing::info_span!("encoder").in_scope(|| encoder.encode(&job.image));
-        let result = result.map_err(EngineError::from).map(|data| Encoded {
-            embedding: Arc::new(ImageEmbedding { data, geometry: job.image.geometry }),
-            queue: queue_wait,
-            encoder: started.elapsed(),
-        });
-        let _ = job.reply.send(result);
+        encode_batch(&mut encoder, batch);
+    }
+}
+
+fn encode_batch(encoder: &mut impl ImageEncoder, batch: Vec<EncodeJob>) {
+    let queue_waits: Vec<_> = batch.iter().map(|job| job.enqueued.elapsed()).collect();
+    let started = Instant::now();
+    let result = {
+        // The run is traced under the first caller's span; the others see the batch size.
+        let _span = batch[0].span.enter();
+        let images: Vec<&PreprocessedImage> = batch.iter().map(|job| &job.image).collect();
+        tracing::info_span!("encoder", batch = batch.len()).in_scope(|| encoder.encode_batch(&images))
+    };
+    let elapsed = started.elapsed();
+    if batch.len() > 1 {
+        metrics::counter!(ENCODER_BATCHED_IMAGES).increment(batch.len() as u64);
+    }
+    match result {
+        Ok(embeddings) => {
+            for ((job, data), queue) in batch.into_iter().zip(embeddings).zip(queue_waits) {
+                let embedding = Arc::new(ImageEmbedding { data, geometry: job.image.geometry });
+                let _ = job.reply.send(Ok(Encoded { embedding, queue, encoder: elapsed }));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            let _ = batch.into_iter().next().expect("one job").reply.send(Err(e.into()));
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            for job in batch {
+                let _ = job.reply.send(Err(EngineError::Model(ModelError::Batch(reason.clone()))));
+            }
+        }
     }
 }
 

@@ -20,6 +20,11 @@ impl DecodedObjects {
 pub trait ImageEncoder: Send {
     /// Image embedding `[1, 256, 64, 64]` of a preprocessed image.
     fn encode(&mut self, image: &PreprocessedImage) -> Result<Array4<f32>, ModelError>;
+
+    /// Embeddings of several images; backends that can run them as one batch override this.
+    fn encode_batch(&mut self, images: &[&PreprocessedImage]) -> Result<Vec<Array4<f32>>, ModelError> {
+        images.iter().map(|image| self.encode(image)).collect()
+    }
 }
 
 pub trait MaskDecoder: Send {

@@ -20,6 +20,8 @@ pub enum ModelError {
     Shape { name: &'static str, shape: Vec<usize> },
     #[error("unsupported image: {0}")]
     Image(String),
+    #[error("batched encoder run failed: {0}")]
+    Batch(String),
 }
 
 impl From<ort::Error<ort::session::builder::SessionBuilder>> for ModelError {

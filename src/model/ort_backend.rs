@@ -118,15 +118,32 @@ impl OrtModel {
     }
 }
 
-impl ImageEncoder for OrtEncoder {
-    fn encode(&mut self, image: &PreprocessedImage) -> Result<Array4<f32>, ModelError> {
-        let outputs = self.0.run(ort::inputs![TensorRef::from_array_view(image.tensor.view())?])?;
+impl OrtEncoder {
+    /// Runs `[B, 3, 1024, 1024]` and returns `[B, 256, 64, 64]`.
+    fn run(&mut self, input: ndarray::ArrayView4<'_, f32>) -> Result<Array4<f32>, ModelError> {
+        let batch = input.shape()[0];
+        let outputs = self.0.run(ort::inputs![TensorRef::from_array_view(input)?])?;
         let embedding = outputs[0].try_extract_array::<f32>()?;
-        let expected = [1, EMBEDDING_CHANNELS, EMBEDDING_GRID, EMBEDDING_GRID];
-        if embedding.shape() != expected {
+        if embedding.shape() != [batch, EMBEDDING_CHANNELS, EMBEDDING_GRID, EMBEDDING_GRID] {
             return Err(ModelError::Shape { name: "image_embeddings", shape: embedding.shape().to_vec() });
         }
         Ok(embedding.to_owned().into_dimensionality().expect("shape checked above"))
+    }
+}
+
+impl ImageEncoder for OrtEncoder {
+    fn encode(&mut self, image: &PreprocessedImage) -> Result<Array4<f32>, ModelError> {
+        self.run(image.tensor.view())
+    }
+
+    fn encode_batch(&mut self, images: &[&PreprocessedImage]) -> Result<Vec<Array4<f32>>, ModelError> {
+        if images.len() == 1 {
+            return Ok(vec![self.encode(images[0])?]);
+        }
+        let views: Vec<_> = images.iter().map(|image| image.tensor.view()).collect();
+        let stacked = ndarray::concatenate(Axis(0), &views).map_err(|e| ModelError::Image(format!("stacking a batch: {e}")))?;
+        let embeddings = self.run(stacked.view())?;
+        Ok(embeddings.outer_iter().map(|one| one.insert_axis(Axis(0)).to_owned()).collect())
     }
 }
 

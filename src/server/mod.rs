@@ -85,6 +85,7 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
             Ok(LoadedModel { encoder: model.encoder, decoder: model.decoder, execution_provider: model.execution_provider })
         },
         config.queue_capacity,
+        config.encoder_max_batch,
     );
 
     let sources = match &config.sources {
