@@ -44,18 +44,10 @@ rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 start_server() {
   local name=$1
   shift
-  "$SAMSTREAM_BIN" serve --model-dir "$SAMSTREAM_MODEL_DIR" --listen 127.0.0.1:0 --sources "$work/sources.toml" \
-    --source-grace-secs 1 "$@" >"$work/$name.log" 2>&1 &
-  pid=$!
+  start_samstream "$work/$name.log" --sources "$work/sources.toml" --source-grace-secs 1 "$@"
+  pid=$SERVER_PID
+  addr=$SERVER_ADDR
   servers+=("$pid")
-  addr=""
-  for _ in $(seq 200); do
-    addr=$(sed -n 's/^samstream listening on //p' "$work/$name.log")
-    [ -n "$addr" ] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/$name.log"; exit 1; }
-    sleep 0.1
-  done
-  [ -n "$addr" ] || { echo "server did not start"; cat "$work/$name.log"; exit 1; }
   # One Segment call waits for health SERVING (model loaded and warmed up).
   "$SAMSTREAM_BIN" client --server "http://$addr" --image "$work/frame.jpg" --point 640,360 >/dev/null
 }

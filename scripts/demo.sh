@@ -10,16 +10,9 @@ VIDEO=${2:-}
 OUT_DIR=${OUT_DIR:-/tmp/samstream-demo}
 mkdir -p "$OUT_DIR"
 log_file=$(mktemp)
-"$SAMSTREAM_BIN" serve --model-dir "$SAMSTREAM_MODEL_DIR" --listen 127.0.0.1:0 >"$log_file" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -f "$log_file"' EXIT
-for _ in $(seq 100); do
-  addr=$(sed -n 's/^samstream listening on //p' "$log_file")
-  [ -n "$addr" ] && break
-  kill -0 $server 2>/dev/null || { cat "$log_file"; exit 1; }
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "server did not start"; cat "$log_file"; exit 1; }
+trap 'kill ${SERVER_PID:-} 2>/dev/null; wait ${SERVER_PID:-} 2>/dev/null; rm -f "$log_file"' EXIT
+start_samstream "$log_file"
+addr=$SERVER_ADDR
 echo "server on $addr; segmenting $IMAGE"
 # The client waits (health check) until the model is loaded and warmed up. Prompts are
 # fractions of the image size so any image works.

@@ -69,5 +69,25 @@ log "cargo build --release (target dir $CARGO_TARGET_DIR)"
 (cd "$SAMSTREAM_ROOT" && cargo build --release --locked --quiet)
 SAMSTREAM_BIN="$CARGO_TARGET_DIR/release/samstream"
 
+# start_samstream LOG [ARGS...]: `samstream serve` on a free port in the background, output in
+# LOG; sets SERVER_PID and SERVER_ADDR (from its "samstream listening on" line) or exits
+# showing the log. For the scripts that source this file.
+start_samstream() {
+  local log=$1
+  shift
+  "$SAMSTREAM_BIN" serve --model-dir "$SAMSTREAM_MODEL_DIR" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+  SERVER_PID=$!
+  SERVER_ADDR=""
+  for _ in $(seq 200); do
+    SERVER_ADDR=$(sed -n 's/^samstream listening on //p' "$log")
+    [ -n "$SERVER_ADDR" ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "samstream did not start:" >&2
+  cat "$log" >&2
+  exit 1
+}
+
 export SAMSTREAM_ROOT SAMSTREAM_CACHE SAMSTREAM_PYTHON ORT_DYLIB_PATH SAMSTREAM_MODEL_DIR SAMSTREAM_BIN
 log "ready: model $SAMSTREAM_MODEL_DIR, onnxruntime $ORT_DYLIB_PATH"

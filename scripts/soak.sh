@@ -17,16 +17,9 @@ path = "$work/soak.mp4"
 loop = true
 TOML
 metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$SAMSTREAM_BIN" serve --model-dir "$SAMSTREAM_MODEL_DIR" --listen 127.0.0.1:0 --sources "$work/sources.toml" \
-  --metrics-listen "127.0.0.1:$metrics_port" >"$work/server.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-  addr=$(sed -n 's/^samstream listening on //p' "$work/server.log")
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { cat "$work/server.log"; exit 1; }
+trap 'kill ${SERVER_PID:-} 2>/dev/null; wait ${SERVER_PID:-} 2>/dev/null; rm -rf "$work"' EXIT
+start_samstream "$work/server.log" --sources "$work/sources.toml" --metrics-listen "127.0.0.1:$metrics_port"
+addr=$SERVER_ADDR
 until grep -q "serving" "$work/server.log"; do sleep 0.2; done
 "$SAMSTREAM_BIN" soak --server "http://$addr" --source soak --streams "$STREAMS" --seconds "$SECONDS_TO_RUN" \
   --metrics "127.0.0.1:$metrics_port"

@@ -32,6 +32,15 @@ pub struct SoakArgs {
 
 pub(crate) const STAGES: [&str; 7] = ["capture", "preprocess", "queue", "encoder", "decoder", "postprocess", "total"];
 
+/// Appends one result's stage durations (microseconds) under their STAGES names.
+pub(crate) fn record_stages(stages: &mut BTreeMap<&'static str, Vec<u64>>, t: &proto::Timing) {
+    let values = [t.capture_us, t.preprocess_us, t.queue_us, t.encoder_us, t.decoder_us, t.postprocess_us, t.total_us];
+    for (stage, us) in STAGES.iter().zip(values) {
+        stages.entry(stage).or_default().push(us);
+    }
+}
+
+
 /// What one stream saw: result count, its last cumulative frames_dropped, errors, and every
 /// result's stage durations in microseconds.
 #[derive(Default)]
@@ -75,18 +84,8 @@ pub(crate) async fn one_stream(server: String, source: String, objects: Vec<prot
             Ok(Ok(Some(proto::StreamResponse { msg: Some(Resp::Result(r)) }))) => {
                 report.results += 1;
                 report.frames_dropped = r.frames_dropped;
-                if let Some(t) = r.timing {
-                    for (stage, us) in STAGES.iter().zip([
-                        t.capture_us,
-                        t.preprocess_us,
-                        t.queue_us,
-                        t.encoder_us,
-                        t.decoder_us,
-                        t.postprocess_us,
-                        t.total_us,
-                    ]) {
-                        report.stages.entry(stage).or_default().push(us);
-                    }
+                if let Some(t) = &r.timing {
+                    record_stages(&mut report.stages, t);
                 }
             }
             Ok(Ok(Some(proto::StreamResponse { msg: Some(Resp::Event(e)) }))) => {

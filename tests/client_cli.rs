@@ -15,11 +15,18 @@ use samstream::proto::{self, segmenter_client::SegmenterClient};
 
 use common::stream as s;
 
-fn run_client(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_samstream")).arg("client").args(args).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "client failed:\n{text}");
-    text
+/// `samstream client ARGS` (stdout + stderr), waited for off the runtime's workers (the
+/// server under test runs on them).
+async fn run_client(args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let output = Command::new(env!("CARGO_BIN_EXE_samstream")).arg("client").args(&args).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "client failed:\n{text}");
+        text
+    })
+    .await
+    .unwrap()
 }
 
 fn frames(path: &Path) -> Vec<Mat> {
@@ -120,18 +127,12 @@ async fn the_client_writes_an_overlay_video_and_png_masks_that_match_the_server(
     // Object 2 leaves at 1.0 s of video time: frames 6..10 (5 fps) carry object 1 only.
     let script = dir.path().join("script.json");
     std::fs::write(&script, r#"{"updates": [{"at": 1.0, "remove": [2]}]}"#).unwrap();
-    let out = tokio::task::spawn_blocking({
-        let (url, video, overlay, masks_dir, script) = (url.clone(), video.clone(), overlay.clone(), masks_dir.clone(), script.clone());
-        move || {
-            run_client(&[
-                "--server", &url, "--video", video.to_str().unwrap(), "--point", "100,80", "--point", "2:200,150",
-                "--box", "2:150,100,300,220", "--script", script.to_str().unwrap(), "--overlay", overlay.to_str().unwrap(),
-                "--out-masks", masks_dir.to_str().unwrap(),
-            ])
-        }
-    })
-    .await
-    .unwrap();
+    let out = run_client(&[
+        "--server", &url, "--video", video.to_str().unwrap(), "--point", "100,80", "--point", "2:200,150",
+        "--box", "2:150,100,300,220", "--script", script.to_str().unwrap(), "--overlay", overlay.to_str().unwrap(),
+        "--out-masks", masks_dir.to_str().unwrap(),
+    ])
+    .await;
     assert!(out.contains("overlay: 10 frames written"), "{out}");
     assert!(out.contains("results 10 | dropped 0 |") && out.contains("encoder"), "no live/summary line:\n{out}");
 
@@ -203,17 +204,12 @@ async fn the_client_overlays_an_image() {
     let image = common::parity_dir().join("small.png");
     let overlay = dir.path().join("overlay.png");
     let masks = dir.path().join("masks");
-    let out = tokio::task::spawn_blocking({
-        let (url, overlay, masks) = (format!("http://{}", server.addr), overlay.clone(), masks.clone());
-        move || {
-            run_client(&[
-                "--server", &url, "--image", image.to_str().unwrap(), "--point", "100,80", "--box", "3:20,20,200,150",
-                "--overlay", overlay.to_str().unwrap(), "--out-masks", masks.to_str().unwrap(),
-            ])
-        }
-    })
-    .await
-    .unwrap();
+    let url = format!("http://{}", server.addr);
+    let out = run_client(&[
+        "--server", &url, "--image", image.to_str().unwrap(), "--point", "100,80", "--box", "3:20,20,200,150",
+        "--overlay", overlay.to_str().unwrap(), "--out-masks", masks.to_str().unwrap(),
+    ])
+    .await;
     assert!(out.contains("object 1:") && out.contains("object 3:"), "{out}");
     let original = imgcodecs::imread(common::parity_dir().join("small.png").to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
     let drawn = imgcodecs::imread(overlay.to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();

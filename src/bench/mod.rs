@@ -131,13 +131,6 @@ pub(crate) fn spread_objects(count: u32, width: f32, height: f32) -> Vec<proto::
         .collect()
 }
 
-pub(crate) fn record_stages(stages: &mut BTreeMap<&'static str, Vec<u64>>, t: &proto::Timing) {
-    let values = [t.capture_us, t.preprocess_us, t.queue_us, t.encoder_us, t.decoder_us, t.postprocess_us, t.total_us];
-    for (stage, us) in crate::soak::STAGES.iter().zip(values) {
-        stages.entry(stage).or_default().push(us);
-    }
-}
-
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (tally, seconds) = match args.rpc {
         Rpc::Segment => segment::bench_segment(&args).await?,

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::Mutex;
 
-use super::{BenchArgs, Tally, record_stages, spread_objects};
+use super::{BenchArgs, Tally, spread_objects};
+use crate::soak::record_stages;
 use crate::proto;
 use crate::proto::segmenter_client::SegmenterClient;
 

@@ -7,7 +7,8 @@ use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{BenchArgs, Tally, record_stages, spread_objects};
+use super::{BenchArgs, Tally, spread_objects};
+use crate::soak::record_stages;
 use crate::proto::segmenter_client::SegmenterClient;
 use crate::proto::{self, stream_request::Msg as Req, stream_response::Msg as Resp};
 

@@ -187,7 +187,7 @@ async fn stream(
         session::Input::Source(source) => source.clone(),
         _ => Source::ClientFrames(proto::ClientFrames {}),
     };
-    let mut outputs = overlay::Outputs::new(args.overlay.as_deref(), session::overlay_fps(&input), args.out_masks.as_deref())?;
+    let mut outputs = overlay::Outputs::new(args.overlay.as_deref(), args.out_masks.as_deref())?;
     let format = if outputs.wants_masks() { proto::MaskFormat::Png } else { proto::MaskFormat::CocoRle };
     let start = proto::StreamStart {
         source: Some(source),

@@ -64,19 +64,37 @@ pub fn draw(frame: &mut Mat, objects: &[(u32, f32, Mat, proto::Box)]) -> anyhow:
     Ok(())
 }
 
+/// The objects' decoded PNG masks with what `draw` labels them with.
+fn drawable(objects: &[proto::ObjectMask]) -> anyhow::Result<Vec<(u32, f32, Mat, proto::Box)>> {
+    let mut drawn = Vec::new();
+    for object in objects {
+        if let Some(mask) = decode_mask(object)? {
+            drawn.push((object.object_id, object.score, mask, object.bbox.unwrap_or_default()));
+        }
+    }
+    Ok(drawn)
+}
+
 /// Where the outputs go; both optional.
 pub struct Outputs {
-    video: Option<(PathBuf, f64, Option<videoio::VideoWriter>)>,
+    video: Option<(PathBuf, Option<videoio::VideoWriter>)>,
+    /// Frame rate of the overlay video: the input file's, else 10.
+    frame_rate: f64,
     masks_dir: Option<PathBuf>,
     pub frames_written: u64,
 }
 
 impl Outputs {
-    pub fn new(overlay: Option<&Path>, fps: f64, masks_dir: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn new(overlay: Option<&Path>, masks_dir: Option<&Path>) -> anyhow::Result<Self> {
         if let Some(dir) = masks_dir {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        Ok(Self { video: overlay.map(|p| (p.to_path_buf(), fps, None)), masks_dir: masks_dir.map(Path::to_path_buf), frames_written: 0 })
+        Ok(Self { video: overlay.map(|p| (p.to_path_buf(), None)), frame_rate: 10.0, masks_dir: masks_dir.map(Path::to_path_buf), frames_written: 0 })
+    }
+
+    /// Takes the input's frame rate; call before the first `write`.
+    pub fn set_frame_rate(&mut self, fps: f64) {
+        self.frame_rate = fps;
     }
 
     pub fn wants_masks(&self) -> bool {
@@ -85,21 +103,19 @@ impl Outputs {
 
     /// Writes one result: PNG masks as `frame_<id>_object_<id>.png` and the overlay frame.
     pub fn write(&mut self, frame: &mut Mat, result: &proto::FrameResult) -> anyhow::Result<()> {
-        let mut drawn = Vec::new();
-        for object in &result.objects {
-            if let (Some(dir), Some(proto::mask::Data::Png(png))) = (&self.masks_dir, object.mask.as_ref().and_then(|m| m.data.as_ref())) {
-                std::fs::write(dir.join(format!("frame_{:06}_object_{}.png", result.frame_id, object.object_id)), png)?;
-            }
-            if let Some(mask) = decode_mask(object)? {
-                drawn.push((object.object_id, object.score, mask, object.bbox.unwrap_or_default()));
+        if let Some(dir) = &self.masks_dir {
+            for object in &result.objects {
+                if let Some(proto::mask::Data::Png(png)) = object.mask.as_ref().and_then(|m| m.data.as_ref()) {
+                    std::fs::write(dir.join(format!("frame_{:06}_object_{}.png", result.frame_id, object.object_id)), png)?;
+                }
             }
         }
-        let Some((path, fps, writer)) = &mut self.video else { return Ok(()) };
-        draw(frame, &drawn)?;
+        let Some((path, writer)) = &mut self.video else { return Ok(()) };
+        draw(frame, &drawable(&result.objects)?)?;
         if writer.is_none() {
             let size = Size::new(frame.cols(), frame.rows());
             let fourcc = videoio::VideoWriter::fourcc('m', 'p', '4', 'v')?;
-            let opened = videoio::VideoWriter::new(path.as_path(), fourcc, *fps, size, true)?;
+            let opened = videoio::VideoWriter::new(path.as_path(), fourcc, self.frame_rate, size, true)?;
             if !opened.is_opened()? {
                 bail!("cannot write the overlay video {} (OpenCV's FFmpeg backend, mp4v)", path.display());
             }
@@ -112,13 +128,7 @@ impl Outputs {
 
     /// Writes a single overlay image (for --image).
     pub fn write_image(path: &Path, frame: &mut Mat, objects: &[proto::ObjectMask]) -> anyhow::Result<()> {
-        let mut drawn = Vec::new();
-        for object in objects {
-            if let Some(mask) = decode_mask(object)? {
-                drawn.push((object.object_id, object.score, mask, object.bbox.unwrap_or_default()));
-            }
-        }
-        draw(frame, &drawn)?;
+        draw(frame, &drawable(objects)?)?;
         if !imgcodecs::imwrite(path, frame, &Vector::new())? {
             bail!("cannot write {}", path.display());
         }
@@ -126,7 +136,7 @@ impl Outputs {
     }
 
     pub fn finish(&mut self) -> anyhow::Result<()> {
-        if let Some((_, _, Some(writer))) = &mut self.video {
+        if let Some((_, Some(writer))) = &mut self.video {
             writer.release()?;
         }
         Ok(())

@@ -84,10 +84,15 @@ pub async fn run(mut client: SegmenterClient<tonic::transport::Channel>, plan: S
     match &plan.input {
         Input::Video(_) | Input::Camera(_) => {
             let (mut capture, fps, is_file) = open_capture(&plan.input)?;
+            if is_file {
+                outputs.set_frame_rate(fps);
+            }
             let mut frame = Mat::default();
             let mut sent = 0u64;
             while within(sent) {
-                if !capture.read(&mut frame)? || frame.empty() {
+                // Decoding and writing video block: the runtime moves its other tasks (the
+                // gRPC connection) off this worker meanwhile.
+                if !tokio::task::block_in_place(|| capture.read(&mut frame))? || frame.empty() {
                     break;
                 }
                 let at = if is_file { sent as f64 / fps } else { started.elapsed().as_secs_f64() };
@@ -106,7 +111,7 @@ pub async fn run(mut client: SegmenterClient<tonic::transport::Channel>, plan: S
                     let Some(result) = next_result(&mut responses).await? else { bail!("the stream ended before frame {sent}'s result") };
                     if result.frame_id == sent {
                         live.record(&result);
-                        outputs.write(&mut frame, &result)?;
+                        tokio::task::block_in_place(|| outputs.write(&mut frame, &result))?;
                         break;
                     }
                 }
@@ -127,7 +132,7 @@ pub async fn run(mut client: SegmenterClient<tonic::transport::Channel>, plan: S
                 received += 1;
                 live.record(&result);
                 let mut frame = canvas(result.width, result.height)?;
-                outputs.write(&mut frame, &result)?;
+                tokio::task::block_in_place(|| outputs.write(&mut frame, &result))?;
             }
         }
     }
@@ -149,16 +154,4 @@ fn open_capture(input: &Input) -> anyhow::Result<(VideoCapture, f64, bool)> {
     }
     let fps = capture.get(videoio::CAP_PROP_FPS).ok().filter(|f| f.is_finite() && *f > 0.0).unwrap_or(10.0);
     Ok((capture, fps, is_file))
-}
-
-/// Frame rate for the overlay video: the file's, else 10.
-pub fn overlay_fps(input: &Input) -> f64 {
-    match input {
-        Input::Video(path) => VideoCapture::from_file(path.as_path(), videoio::CAP_ANY)
-            .ok()
-            .and_then(|c| c.get(videoio::CAP_PROP_FPS).ok())
-            .filter(|f| f.is_finite() && *f > 0.0)
-            .unwrap_or(10.0),
-        _ => 10.0,
-    }
 }
