@@ -9,7 +9,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Device, DeviceFallback, EncoderPrecision, GraphOptimization, OrtOptions, ResizeFilter};
+use crate::model::{DataPath, Device, DeviceFallback, EncoderPrecision, GraphOptimization, OrtOptions, ResizeFilter};
 use crate::video::ImageLimits;
 
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
@@ -75,6 +75,18 @@ pub struct ServeConfig {
     /// faster on CPUs, fidelity in BENCHMARKS.md).
     #[arg(long, env = "SAMSTREAM_ENCODER_PRECISION", value_enum, default_value_t = EncoderPrecision::Fp32)]
     pub encoder_precision: EncoderPrecision,
+
+    /// Where resizing/normalisation/padding and mask upscaling run: `device` runs them as
+    /// graphs on the execution provider (frames go up as bytes, masks come back as bytes,
+    /// embeddings and logits stay in GPU memory); `host` runs them in Rust/OpenCV; `auto` is
+    /// `device` on a GPU and `host` on the CPU, where the host stages are faster.
+    #[arg(long, env = "SAMSTREAM_DATA_PATH", value_enum, default_value_t = DataPath::Auto)]
+    pub data_path: DataPath,
+
+    /// Let CUDA use TF32 for float32 matrix products and convolutions: a faster encoder whose
+    /// logits drift from the CPU's (fidelity in BENCHMARKS.md). Off: exact float32 math.
+    #[arg(long, env = "SAMSTREAM_TF32", default_value_t = false, action = clap::ArgAction::Set)]
+    pub tf32: bool,
 
     /// Resampling of the longest side to 1024 pixels (pillow is exact with SamPredictor).
     #[arg(long, env = "SAMSTREAM_RESIZE", value_enum, default_value_t = ResizeFilter::Pillow)]
@@ -202,6 +214,11 @@ impl ServeConfig {
     fn checked(self) -> anyhow::Result<Self> {
         anyhow::ensure!(!self.model_dir.as_os_str().is_empty(), "--model-dir is required (flag, SAMSTREAM_MODEL_DIR or config file)");
         anyhow::ensure!(!self.ort_lib.as_os_str().is_empty(), "--ort-lib is required (flag, ORT_DYLIB_PATH or config file)");
+        anyhow::ensure!(
+            self.data_path != DataPath::Device || self.resize == ResizeFilter::Pillow,
+            "--resize {:?} runs on the host only; use --data-path host (the device graph is Pillow-exact)",
+            self.resize
+        );
         Ok(self)
     }
 
@@ -228,6 +245,9 @@ impl ServeConfig {
             encoder_precision: self.encoder_precision,
             spinning: self.ort_spinning,
             shared_thread_pool: self.ort_shared_pool,
+            // The OpenCV resize alternatives exist on the host only.
+            data_path: if self.resize == ResizeFilter::Pillow { self.data_path } else { DataPath::Host },
+            tf32: self.tf32,
         }
     }
 
@@ -248,6 +268,8 @@ impl ServeConfig {
             encoder_precision: EncoderPrecision::Fp32,
             ort_spinning: false,
             ort_shared_pool: true,
+            data_path: DataPath::Auto,
+            tf32: false,
             resize: ResizeFilter::Pillow,
             queue_capacity: 16,
             encoder_max_batch: 1,

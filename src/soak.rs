@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 
 use crate::proto::segmenter_client::SegmenterClient;
 use crate::proto::{self, stream_request::Msg as Req, stream_response::Msg as Resp};
+use crate::telemetry::{STAGE_NAMES, stage_values};
 
 #[derive(Debug, Clone, Args)]
 pub struct SoakArgs {
@@ -30,16 +31,12 @@ pub struct SoakArgs {
     pub metrics: Option<String>,
 }
 
-pub(crate) const STAGES: [&str; 7] = ["capture", "preprocess", "queue", "encoder", "decoder", "postprocess", "total"];
-
-/// Appends one result's stage durations (microseconds) under their STAGES names.
+/// Appends one result's stage durations (microseconds) under their stage names.
 pub(crate) fn record_stages(stages: &mut BTreeMap<&'static str, Vec<u64>>, t: &proto::Timing) {
-    let values = [t.capture_us, t.preprocess_us, t.queue_us, t.encoder_us, t.decoder_us, t.postprocess_us, t.total_us];
-    for (stage, us) in STAGES.iter().zip(values) {
+    for (stage, us) in STAGE_NAMES.into_iter().zip(stage_values(t)) {
         stages.entry(stage).or_default().push(us);
     }
 }
-
 
 /// What one stream saw: result count, its last cumulative frames_dropped, errors, and every
 /// result's stage durations in microseconds.
@@ -64,7 +61,8 @@ pub(crate) async fn one_stream(server: String, source: String, objects: Vec<prot
     let start = proto::StreamRequest {
         msg: Some(Req::Start(proto::StreamStart { source: Some(proto::stream_start::Source::SourceName(source)), ..Default::default() })),
     };
-    let prompts = proto::StreamRequest { msg: Some(Req::Prompts(proto::PromptUpdate { upsert: objects, revision: 1, ..Default::default() })) };
+    let prompts =
+        proto::StreamRequest { msg: Some(Req::Prompts(proto::PromptUpdate { upsert: objects, revision: 1, ..Default::default() })) };
     // The request side stays open until the deadline (dropping `requests` half-closes it).
     let (requests, outbound) = tokio::sync::mpsc::channel(2);
     let _ = requests.send(start).await;
@@ -129,8 +127,9 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let until = started + Duration::from_secs(args.seconds);
-    let tasks: Vec<_> =
-        (0..args.streams).map(|i| tokio::spawn(one_stream(args.server.clone(), args.source.clone(), vec![one_point(i as u32 + 1)], until))).collect();
+    let tasks: Vec<_> = (0..args.streams)
+        .map(|i| tokio::spawn(one_stream(args.server.clone(), args.source.clone(), vec![one_point(i as u32 + 1)], until)))
+        .collect();
     let mut reports = Vec::new();
     for task in tasks {
         reports.push(task.await.context("stream task")?);
@@ -149,7 +148,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         println!("  error: {e}");
     }
     println!("{:<12} {:>10} {:>10} {:>10}", "stage", "p50 ms", "p99 ms", "max ms");
-    for stage in STAGES {
+    for stage in STAGE_NAMES {
         let mut histogram = Histogram::<u64>::new(3).expect("valid precision");
         for r in &reports {
             for &us in r.stages.get(stage).into_iter().flatten() {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use samstream::model::DataPath;
 use samstream::proto::{self, image::Kind, mask::Data};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -86,6 +87,80 @@ async fn segment_returns_masks_timings_and_model_info() {
     server.shutdown().await.unwrap();
 }
 
+/// Pixels where two PNG masks of the same size differ.
+fn differing_pixels(a: &[u8], b: &[u8]) -> usize {
+    use opencv::prelude::*;
+    let decode = |png: &[u8]| {
+        let mat = opencv::imgcodecs::imdecode(&opencv::core::Vector::<u8>::from_slice(png), opencv::imgcodecs::IMREAD_GRAYSCALE).unwrap();
+        mat.data_bytes().unwrap().to_vec()
+    };
+    let (a, b) = (decode(a), decode(b));
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(&b).filter(|(x, y)| x != y).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_data_path_serves_the_host_paths_masks_and_reports_its_stages() {
+    let host = common::start_server(common::config()).await;
+    let mut config = common::config();
+    config.data_path = DataPath::Device;
+    let device = common::start_server(config).await;
+    let (mut host_client, mut device_client) = (common::client(&host).await, common::client(&device).await);
+    let host_info = host_client.get_model_info(proto::GetModelInfoRequest {}).await.unwrap().into_inner();
+    let device_info = device_client.get_model_info(proto::GetModelInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!((host_info.data_path.as_str(), device_info.data_path.as_str()), ("host", "device"));
+    for (image, objects) in [("landscape.png", landscape_objects()), ("small.png", vec![landscape_objects().remove(0)])] {
+        let objects: Vec<proto::ObjectPrompt> = objects
+            .into_iter()
+            .map(|mut o| {
+                // Keep the prompts inside the small image too.
+                for p in &mut o.points {
+                    (p.x, p.y) = (p.x / 8.0, p.y / 8.0);
+                }
+                o
+            })
+            .collect();
+        for multimask in [false, true] {
+            let ask = || request(encoded(image), objects.clone(), proto::MaskFormat::Png, multimask);
+            let a = host_client.segment(ask()).await.unwrap().into_inner();
+            let b = device_client.segment(ask()).await.unwrap().into_inner();
+            assert_eq!((a.width, a.height), (b.width, b.height));
+            for (x, y) in a.objects.iter().zip(&b.objects) {
+                assert_eq!(x.object_id, y.object_id);
+                // Bit-exact preprocessing: the same encoder input, so the same scores.
+                assert_eq!(x.score, y.score, "{image}: the device path must see the same tensor");
+                let masks = |o: &proto::ObjectMask| -> Vec<Vec<u8>> {
+                    let all = if multimask { o.candidates.iter().map(|c| c.mask.clone()).collect() } else { vec![o.mask.clone()] };
+                    all.into_iter()
+                        .map(|m| match m.unwrap().data {
+                            Some(Data::Png(png)) => png,
+                            _ => panic!("png"),
+                        })
+                        .collect()
+                };
+                for (p, q) in masks(x).iter().zip(&masks(y)) {
+                    let differing = differing_pixels(p, q);
+                    // OpenCV's and ONNX Runtime's bilinear kernels round differently in the
+                    // last bit; a logit that close to 0 may land on either side.
+                    assert!(differing as f64 <= 1e-4 * f64::from(a.width * a.height), "{image}: {differing} pixels differ");
+                }
+                assert!(x.area.abs_diff(y.area) as f64 <= 1e-4 * f64::from(a.width * a.height), "{image}: areas {} / {}", x.area, y.area);
+            }
+            let t = b.timing.unwrap();
+            assert!(t.preprocess_us > 0 && t.encoder_us > 0 && t.decoder_us > 0 && t.postprocess_us > 0, "{t:?}");
+            // On the CPU provider the "upload" is the copy of the frame into ONNX Runtime's
+            // input buffer; masks are written straight into host buffers, nothing comes back.
+            assert!(t.upload_us > 0, "{t:?}");
+            assert_eq!(t.download_us, 0, "the CPU provider's memory is the host's: nothing to download");
+            let stages =
+                t.capture_us + t.preprocess_us + t.upload_us + t.queue_us + t.encoder_us + t.decoder_us + t.postprocess_us + t.download_us;
+            assert!(stages <= t.total_us, "stages {stages} us exceed the total {} us", t.total_us);
+        }
+    }
+    host.shutdown().await.unwrap();
+    device.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rle_png_and_polygons_agree_under_pycocotools() {
     let server = common::start_server(common::config()).await;
@@ -167,6 +242,7 @@ async fn a_missing_gpu_provider_falls_back_to_the_cpu_or_fails_by_flag() {
     let mut client = common::client(&server).await;
     let info = client.get_model_info(proto::GetModelInfoRequest {}).await.unwrap().into_inner();
     assert_eq!(info.execution_provider, "CPUExecutionProvider (fallback)");
+    assert_eq!(info.data_path, "host", "auto picks the host stages once the model runs on the CPU");
     server.shutdown().await.unwrap();
 
     let mut config = common::config();
@@ -187,8 +263,20 @@ async fn a_missing_gpu_provider_falls_back_to_the_cpu_or_fails_by_flag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_images_are_encoded_in_one_batch_with_the_same_masks() {
+    batching(DataPath::Host).await;
+}
+
+/// On the device data path each frame of a batch is preprocessed by the graph straight into
+/// its slot of the encoder's batch input, and the batch's embeddings are split on the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_data_path_batches_frames_of_different_sizes() {
+    batching(DataPath::Device).await;
+}
+
+async fn batching(data_path: DataPath) {
     let mut config = common::config();
     config.encoder_max_batch = 4;
+    config.data_path = data_path;
     let server = common::start_server(config).await;
     let mut client = common::client(&server).await;
     let images = ["small.png", "square.png", "portrait.png", "landscape.png"];
@@ -201,6 +289,7 @@ async fn queued_images_are_encoded_in_one_batch_with_the_same_masks() {
         one_by_one.push(client.segment(segment(name)).await.unwrap().into_inner());
     }
     let batched_before = common::stream::metric_value("samstream_encoder_batched_images_total", "");
+    // (The two batching tests share the counter; a batch of the other's only adds to it.)
     // All at once: the first runs alone while the others queue, then they go as one batch.
     let calls: Vec<_> = images
         .iter()
@@ -216,7 +305,10 @@ async fn queued_images_are_encoded_in_one_batch_with_the_same_masks() {
     let batched = common::stream::metric_value("samstream_encoder_batched_images_total", "") - batched_before;
     assert!(batched >= 2.0, "no batch was formed ({batched} images in batches)");
     let encoder_times: Vec<u64> = together.iter().map(|r| r.timing.unwrap().encoder_us).collect();
-    assert!(encoder_times.iter().any(|t| encoder_times.iter().filter(|u| *u == t).count() >= 2), "batched calls share one encoder run: {encoder_times:?}");
+    assert!(
+        encoder_times.iter().any(|t| encoder_times.iter().filter(|u| *u == t).count() >= 2),
+        "batched calls share one encoder run: {encoder_times:?}"
+    );
     for ((name, alone), batch) in images.iter().zip(&one_by_one).zip(&together) {
         let (a, b) = (&alone.objects[0], &batch.objects[0]);
         assert!((a.score - b.score).abs() < 1e-3, "{name}: score {} alone, {} in a batch", a.score, b.score);

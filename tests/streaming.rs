@@ -7,13 +7,19 @@ mod common;
 use std::time::Duration;
 
 use common::stream::{self as s, StreamClient};
+use samstream::model::DataPath;
 use samstream::proto::{self, stream_request::Msg as Req, stream_response::Msg as Resp, stream_start::Source};
 use tonic::Code;
 
 const LONG: Duration = Duration::from_secs(60);
 
 async fn server_with_sources(dir: &std::path::Path, toml: &str) -> samstream::server::RunningServer {
+    server_on_path(dir, toml, DataPath::Auto).await
+}
+
+async fn server_on_path(dir: &std::path::Path, toml: &str, data_path: DataPath) -> samstream::server::RunningServer {
     let mut config = common::config();
+    config.data_path = data_path;
     config.sources = Some(s::write_sources(dir, toml));
     config.source_grace_secs = 0.5;
     common::start_server(config).await
@@ -97,21 +103,36 @@ async fn a_looping_file_keeps_going_and_prompt_updates_reuse_the_embedding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_viewers_share_one_encoder_run_per_frame_and_tracking_follows_masks() {
+    viewers_and_tracking(DataPath::Host).await;
+}
+
+/// The same on the device data path (its graphs on the CPU provider): the embedding is shared
+/// in the provider's memory, and tracking feeds back the low-res logits the postprocessing
+/// graph keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_data_path_shares_embeddings_and_tracks_objects() {
+    viewers_and_tracking(DataPath::Device).await;
+}
+
+async fn viewers_and_tracking(data_path: DataPath) {
     let dir = tempfile::tempdir().unwrap();
     let video = s::make_video(dir.path(), "shared.mp4", 1.0, 10);
-    let toml = format!("[[source]]\nname = \"shared\"\nkind = \"file\"\npath = {video:?}\nloop = true\n");
-    let server = server_with_sources(dir.path(), &toml).await;
+    // One source name per data path: both tests run in one process and share the metrics.
+    let name = format!("shared-{data_path:?}");
+    let toml = format!("[[source]]\nname = {name:?}\nkind = \"file\"\npath = {video:?}\nloop = true\n");
+    let server = server_on_path(dir.path(), &toml, data_path).await;
     let mut client = common::client(&server).await;
-    let runs_before = s::metric_value("samstream_encoder_runs_total", "origin=\"shared\"");
+    let runs_label = format!("origin=\"{name}\"");
+    let runs_before = s::metric_value("samstream_encoder_runs_total", &runs_label);
     let object = || vec![s::point_object(5, 160.0, 120.0)];
-    let mut tracked = StreamClient::open(&mut client, s::start(Source::SourceName("shared".into()), true, object())).await.unwrap();
-    let mut fixed = StreamClient::open(&mut client, s::start(Source::SourceName("shared".into()), false, object())).await.unwrap();
+    let mut tracked = StreamClient::open(&mut client, s::start(Source::SourceName(name.clone()), true, object())).await.unwrap();
+    let mut fixed = StreamClient::open(&mut client, s::start(Source::SourceName(name.clone()), false, object())).await.unwrap();
     let (a, b) = tokio::join!(tracked.results(4, LONG), fixed.results(4, LONG));
     let (a, b) = (a.0, b.0);
     s::check_results(&a);
     s::check_results(&b);
     drop((tracked, fixed));
-    let runs = s::metric_value("samstream_encoder_runs_total", "origin=\"shared\"") - runs_before;
+    let runs = s::metric_value("samstream_encoder_runs_total", &runs_label) - runs_before;
     let mut distinct: Vec<u64> = a.iter().chain(&b).map(|r| r.frame_id).collect();
     distinct.sort_unstable();
     distinct.dedup();

@@ -9,6 +9,7 @@ mod stream;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -62,6 +63,13 @@ pub struct BenchArgs {
     /// Image for Segment (JPEG/PNG/...), sent as encoded bytes.
     #[arg(long)]
     pub image: Option<PathBuf>,
+    /// Send --image decoded here, as raw RGB8 pixels (what a camera client sends), instead of
+    /// its encoded bytes.
+    #[arg(long)]
+    pub raw: bool,
+    /// Untimed Segment calls before the measured ones (first-use costs of a new image size).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u64,
     /// Server-side source for --rpc stream and churn.
     #[arg(long)]
     pub source: Option<String>,
@@ -129,6 +137,23 @@ pub(crate) fn spread_objects(count: u32, width: f32, height: f32) -> Vec<proto::
             }
         })
         .collect()
+}
+
+/// `path` as the request's image: its encoded bytes, or (`raw`) its RGB8 pixels; and its size.
+pub(crate) fn load_image(path: &std::path::Path, raw: bool) -> anyhow::Result<(proto::Image, f32, f32)> {
+    use opencv::prelude::*;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if !raw {
+        let size = imagesize::blob_size(&bytes).context("reading the image size")?;
+        return Ok((proto::Image { kind: Some(proto::image::Kind::Encoded(bytes)) }, size.width as f32, size.height as f32));
+    }
+    let bgr = opencv::imgcodecs::imdecode(&opencv::core::Vector::<u8>::from_slice(&bytes), opencv::imgcodecs::IMREAD_COLOR)?;
+    anyhow::ensure!(!bgr.empty(), "cannot decode {}", path.display());
+    let mut rgb = opencv::core::Mat::default();
+    opencv::imgproc::cvt_color_def(&bgr, &mut rgb, opencv::imgproc::COLOR_BGR2RGB)?;
+    let (width, height) = (rgb.cols() as u32, rgb.rows() as u32);
+    let pixels = proto::RawImage { width, height, format: proto::PixelFormat::Rgb8 as i32, data: rgb.data_bytes()?.to_vec() };
+    Ok((proto::Image { kind: Some(proto::image::Kind::Raw(pixels)) }, width as f32, height as f32))
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {

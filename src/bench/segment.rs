@@ -6,21 +6,19 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::Mutex;
 
-use super::{BenchArgs, Tally, spread_objects};
-use crate::soak::record_stages;
+use super::{BenchArgs, Tally, load_image, spread_objects};
 use crate::proto;
 use crate::proto::segmenter_client::SegmenterClient;
+use crate::soak::record_stages;
 
 pub(super) async fn bench_segment(args: &BenchArgs) -> anyhow::Result<(Tally, f64)> {
     let path = args.image.as_ref().context("--rpc segment needs --image")?;
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let size = imagesize::blob_size(&bytes).context("reading the image size")?;
-    let request = proto::SegmentRequest {
-        image: Some(proto::Image { kind: Some(proto::image::Kind::Encoded(bytes)) }),
-        objects: spread_objects(args.objects, size.width as f32, size.height as f32),
-        mask_options: None,
-    };
-    let client = SegmenterClient::connect(args.server.clone()).await?.max_encoding_message_size(usize::MAX);
+    let (image, width, height) = load_image(path, args.raw)?;
+    let request = proto::SegmentRequest { image: Some(image), objects: spread_objects(args.objects, width, height), mask_options: None };
+    let mut client = SegmenterClient::connect(args.server.clone()).await?.max_encoding_message_size(usize::MAX);
+    for _ in 0..args.warmup {
+        client.segment(request.clone()).await.context("warm-up call")?;
+    }
     let tally = Arc::new(Mutex::new(Tally::default()));
     let started = Instant::now();
     let until = started + Duration::from_secs(args.seconds);
@@ -39,8 +37,9 @@ pub(super) async fn bench_segment(args: &BenchArgs) -> anyhow::Result<(Tally, f6
                     if let Some(interval) = interval {
                         tokio::time::sleep_until((started + interval.mul_f64(n as f64)).into()).await;
                     }
+                    let request = request.clone();
                     let t = Instant::now();
-                    let result = client.segment(request.clone()).await;
+                    let result = client.segment(request).await;
                     let mut tally = tally.lock().await;
                     match result {
                         Ok(response) => {
@@ -63,4 +62,3 @@ pub(super) async fn bench_segment(args: &BenchArgs) -> anyhow::Result<(Tally, f6
     let tally = Arc::try_unwrap(tally).map_err(|_| anyhow::anyhow!("workers still hold the tally"))?.into_inner();
     Ok((tally, elapsed))
 }
-

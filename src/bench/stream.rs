@@ -7,10 +7,10 @@ use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{BenchArgs, Tally, spread_objects};
-use crate::soak::record_stages;
+use super::{BenchArgs, Tally, load_image, spread_objects};
 use crate::proto::segmenter_client::SegmenterClient;
 use crate::proto::{self, stream_request::Msg as Req, stream_response::Msg as Resp};
+use crate::soak::record_stages;
 
 /// Width and height of --image, where prompts are placed; streams on a source of another size
 /// should pass an image of the source's size.
@@ -75,11 +75,12 @@ async fn next_result(responses: &mut tonic::Streaming<proto::StreamResponse>) ->
 /// answer them from the cached embedding: a result with an encoder run counts as an error.
 pub(super) async fn bench_prompt_updates(args: &BenchArgs) -> anyhow::Result<(Tally, f64)> {
     let path = args.image.as_ref().context("--rpc prompt-update needs --image")?;
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let (image, _, _) = load_image(path, args.raw)?;
     let (width, height) = prompt_area(args)?;
     let mut client = SegmenterClient::connect(args.server.clone()).await?.max_encoding_message_size(usize::MAX);
     let (requests, outbound) = mpsc::channel(4);
-    let start = proto::StreamStart { source: Some(proto::stream_start::Source::ClientFrames(proto::ClientFrames {})), ..Default::default() };
+    let start =
+        proto::StreamStart { source: Some(proto::stream_start::Source::ClientFrames(proto::ClientFrames {})), ..Default::default() };
     requests.send(request(Req::Start(start))).await?;
     let update = |revision: u64| {
         let mut objects = spread_objects(args.objects, width, height);
@@ -89,7 +90,7 @@ pub(super) async fn bench_prompt_updates(args: &BenchArgs) -> anyhow::Result<(Ta
         request(Req::Prompts(proto::PromptUpdate { upsert: objects, revision, ..Default::default() }))
     };
     requests.send(update(1)).await?;
-    let frame = proto::Frame { image: Some(proto::Image { kind: Some(proto::image::Kind::Encoded(bytes)) }), frame_id: 1, timestamp_us: 0 };
+    let frame = proto::Frame { image: Some(image), frame_id: 1, timestamp_us: 0 };
     requests.send(request(Req::Frame(frame))).await?;
     let mut responses = client.stream_segment(ReceiverStream::new(outbound)).await?.into_inner();
     next_result(&mut responses).await.context("the first frame's result")?;
@@ -97,8 +98,9 @@ pub(super) async fn bench_prompt_updates(args: &BenchArgs) -> anyhow::Result<(Ta
     let mut tally = Tally::default();
     let started = Instant::now();
     let until = started + Duration::from_secs(args.seconds);
-    let count = args.requests.unwrap_or(u64::MAX);
+    let count = args.requests.unwrap_or(u64::MAX).saturating_add(args.warmup);
     for revision in 2..count.saturating_add(2) {
+        let measured = revision - 2 >= args.warmup;
         if args.requests.is_none() && Instant::now() >= until {
             break;
         }
@@ -111,6 +113,9 @@ pub(super) async fn bench_prompt_updates(args: &BenchArgs) -> anyhow::Result<(Ta
             }
         };
         let timing = result.timing.unwrap_or_default();
+        if !measured {
+            continue;
+        }
         if timing.encoder_us != 0 {
             *tally.errors.entry("re-encoded instead of using the cached embedding".into()).or_default() += 1;
             continue;
@@ -137,7 +142,8 @@ pub(super) async fn bench_churn(args: &BenchArgs) -> anyhow::Result<(Tally, f64)
                 let mut tally = Tally::default();
                 while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
                     let opened = Instant::now();
-                    let start = proto::StreamStart { source: Some(proto::stream_start::Source::SourceName(source.clone())), ..Default::default() };
+                    let start =
+                        proto::StreamStart { source: Some(proto::stream_start::Source::SourceName(source.clone())), ..Default::default() };
                     let outcome = async {
                         let (requests, outbound) = mpsc::channel(1);
                         requests.send(request(Req::Start(start))).await?;

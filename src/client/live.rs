@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::proto;
+use crate::telemetry::{STAGE_NAMES, stage_values};
 
-const STAGES: [&str; 5] = ["preprocess", "encoder", "decoder", "postprocess", "total"];
+/// The stages the line shows (capture and queue are the client's own and the server's wait).
+const STAGES: [&str; 7] = ["preprocess", "upload", "encoder", "decoder", "postprocess", "download", "total"];
 
 pub struct LiveStats {
     histograms: Vec<Histogram<u64>>,
@@ -35,7 +37,8 @@ impl LiveStats {
         self.results += 1;
         self.frames_dropped = result.frames_dropped;
         if let Some(t) = &result.timing {
-            for (h, us) in self.histograms.iter_mut().zip([t.preprocess_us, t.encoder_us, t.decoder_us, t.postprocess_us, t.total_us]) {
+            let values = STAGE_NAMES.into_iter().zip(stage_values(t)).filter(|(stage, _)| STAGES.contains(stage)).map(|(_, us)| us);
+            for (h, us) in self.histograms.iter_mut().zip(values) {
                 if us > 0 {
                     let _ = h.record(us);
                 }
@@ -54,8 +57,12 @@ impl LiveStats {
         let mut line = format!("results {} | dropped {}", self.results, self.frames_dropped);
         for (stage, h) in STAGES.iter().zip(&self.histograms) {
             if !h.is_empty() {
-                let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-                line.push_str(&format!(" | {stage} {:.0}/{:.0}", ms(0.5), ms(0.99)));
+                // Whole milliseconds on a CPU (hundreds of them), tenths on a GPU.
+                let ms = |q: f64| {
+                    let ms = h.value_at_quantile(q) as f64 / 1000.0;
+                    if ms < 10.0 { format!("{ms:.1}") } else { format!("{ms:.0}") }
+                };
+                line.push_str(&format!(" | {stage} {}/{}", ms(0.5), ms(0.99)));
             }
         }
         line + " ms p50/p99"

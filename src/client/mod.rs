@@ -16,6 +16,7 @@ use opencv::prelude::*;
 
 use crate::proto;
 use crate::proto::segmenter_client::SegmenterClient;
+use crate::telemetry::{STAGE_NAMES, stage_values};
 pub use prompts::{Tagged, parse_box, parse_point};
 
 #[derive(Debug, Clone, Args)]
@@ -139,7 +140,14 @@ async fn segment_image(
         let b = object.bbox.unwrap_or_default();
         println!(
             "object {}: score {:.3}, area {} px, bbox [{:.0}, {:.0}, {:.0}, {:.0}], candidates {}",
-            object.object_id, object.score, object.area, b.x0, b.y0, b.x1, b.y1, object.candidates.len()
+            object.object_id,
+            object.score,
+            object.area,
+            b.x0,
+            b.y0,
+            b.x1,
+            b.y1,
+            object.candidates.len()
         );
         if let (Some(dir), Some(proto::mask::Data::Png(png))) = (&args.out_masks, object.mask.as_ref().and_then(|m| m.data.as_ref())) {
             std::fs::create_dir_all(dir)?;
@@ -155,16 +163,9 @@ async fn segment_image(
         println!("overlay written to {}", path.display());
     }
     if let Some(t) = response.timing {
-        println!(
-            "timing (ms): capture {:.1}, preprocess {:.1}, queue {:.1}, encoder {:.1}, decoder {:.1}, postprocess {:.1}, total {:.1}",
-            t.capture_us as f64 / 1e3,
-            t.preprocess_us as f64 / 1e3,
-            t.queue_us as f64 / 1e3,
-            t.encoder_us as f64 / 1e3,
-            t.decoder_us as f64 / 1e3,
-            t.postprocess_us as f64 / 1e3,
-            t.total_us as f64 / 1e3
-        );
+        let stages: Vec<String> =
+            STAGE_NAMES.iter().zip(stage_values(&t)).map(|(stage, us)| format!("{stage} {:.1}", us as f64 / 1e3)).collect();
+        println!("timing (ms): {}", stages.join(", "));
     }
     Ok(())
 }

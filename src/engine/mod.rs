@@ -9,12 +9,11 @@ mod job;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ndarray::Array4;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::model::prompt::PromptTokens;
-use crate::model::{ImageEncoder, ImageGeometry, MaskDecoder, ModelError, PreprocessedImage};
+use crate::model::{DataPath, EncoderInput, FramePreparation, ImageEncoder, MaskDecoder, MaskRequest, ModelError, Preprocessor};
 use crate::telemetry::metrics::{ENCODER_BATCHED_IMAGES, JOBS_SKIPPED};
 
 use job::{DecodeJob, EncodeJob};
@@ -38,7 +37,7 @@ pub enum EngineError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineState {
     Loading,
-    Ready { execution_provider: String },
+    Ready { execution_provider: String, data_path: DataPath },
     Failed(String),
 }
 
@@ -47,6 +46,8 @@ pub struct LoadedModel<E, D> {
     pub encoder: E,
     pub decoder: D,
     pub execution_provider: String,
+    /// Where pre- and postprocessing run (`Host` or `Device`).
+    pub data_path: DataPath,
 }
 
 #[derive(Clone)]
@@ -55,13 +56,16 @@ pub struct Engine {
     decode_jobs: mpsc::Sender<DecodeJob>,
     state: watch::Receiver<EngineState>,
     capacity: usize,
+    /// Host preprocessing, for the host data path.
+    preprocessor: Preprocessor,
 }
 
 impl Engine {
     /// Starts the encoder thread, which runs `load`, warms both graphs up, hands the decoder
     /// to its own thread, and then serves encode jobs.
-    /// `max_batch`: most queued images encoded in one call (1 = never batch).
-    pub fn start<E, D, F>(load: F, queue_capacity: usize, max_batch: usize) -> Self
+    /// `max_batch`: most queued images encoded in one call (1 = never batch); `preprocessor`:
+    /// how callers preprocess on the host when the model's data path is `Host`.
+    pub fn start<E, D, F>(load: F, queue_capacity: usize, max_batch: usize, preprocessor: Preprocessor) -> Self
     where
         E: ImageEncoder + 'static,
         D: MaskDecoder + 'static,
@@ -74,7 +78,7 @@ impl Engine {
             .name("samstream-encoder".into())
             .spawn(move || run_encoder(load, encode_queue, decode_queue, state_tx, max_batch.max(1)))
             .expect("spawning the encoder thread");
-        Self { encode_jobs, decode_jobs, state, capacity: queue_capacity }
+        Self { encode_jobs, decode_jobs, state, capacity: queue_capacity, preprocessor }
     }
 
     pub fn state(&self) -> watch::Receiver<EngineState> {
@@ -82,8 +86,15 @@ impl Engine {
     }
 
     pub fn ensure_ready(&self) -> Result<(), EngineError> {
+        self.preparation().map(|_| ())
+    }
+
+    /// How a caller turns a decoded frame into an encoder input: preprocessed on the host, or
+    /// handed over as bytes for the device's preprocessing graph.
+    pub fn preparation(&self) -> Result<FramePreparation, EngineError> {
         match &*self.state.borrow() {
-            EngineState::Ready { .. } => Ok(()),
+            EngineState::Ready { data_path: DataPath::Device, .. } => Ok(FramePreparation::Device),
+            EngineState::Ready { .. } => Ok(FramePreparation::Host(self.preprocessor)),
             EngineState::Loading => Err(EngineError::NotReady),
             EngineState::Failed(reason) => Err(EngineError::LoadFailed(reason.clone())),
         }
@@ -94,26 +105,32 @@ impl Engine {
         let mut state = self.state.clone();
         let state = state.wait_for(|s| !matches!(s, EngineState::Loading)).await.map_err(|_| EngineError::Stopped)?;
         match &*state {
-            EngineState::Ready { execution_provider } => Ok(execution_provider.clone()),
+            EngineState::Ready { execution_provider, .. } => Ok(execution_provider.clone()),
             EngineState::Failed(reason) => Err(EngineError::LoadFailed(reason.clone())),
             EngineState::Loading => unreachable!("waited for a state other than Loading"),
         }
     }
 
-    /// Runs the image encoder.
-    pub async fn encode(&self, image: PreprocessedImage) -> Result<Encoded, EngineError> {
+    /// Runs the image encoder (after the preprocessing graph, for raw frames).
+    pub async fn encode(&self, input: EncoderInput) -> Result<Encoded, EngineError> {
         self.ensure_ready()?;
         let (reply, answer) = oneshot::channel();
-        let job = EncodeJob { image, reply, span: tracing::Span::current(), enqueued: Instant::now() };
+        let job = EncodeJob { input, reply, span: tracing::Span::current(), enqueued: Instant::now() };
         submit(&self.encode_jobs, job, "encoder", self.capacity)?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }
 
-    /// Runs the prompt encoder + mask decoder for every object on one embedding.
-    pub async fn decode(&self, embedding: Arc<ImageEmbedding>, objects: Vec<PromptTokens>) -> Result<Decoded, EngineError> {
+    /// Runs the prompt encoder + mask decoder for every object on one embedding, then what
+    /// `request` asks of the postprocessing (on the device with the device data path).
+    pub async fn decode(
+        &self,
+        embedding: Arc<ImageEmbedding>,
+        objects: Vec<PromptTokens>,
+        request: MaskRequest,
+    ) -> Result<Decoded, EngineError> {
         self.ensure_ready()?;
         let (reply, answer) = oneshot::channel();
-        let job = DecodeJob { embedding, objects, reply, span: tracing::Span::current(), enqueued: Instant::now() };
+        let job = DecodeJob { embedding, objects, request, reply, span: tracing::Span::current(), enqueued: Instant::now() };
         submit(&self.decode_jobs, job, "decoder", self.capacity)?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }
@@ -137,8 +154,8 @@ fn run_encoder<E, D, F>(
     D: MaskDecoder + 'static,
     F: FnOnce() -> Result<LoadedModel<E, D>, ModelError>,
 {
-    let loaded = load().and_then(|mut m| warm_up(&mut m.encoder, &mut m.decoder).map(|()| m));
-    let LoadedModel { mut encoder, decoder, execution_provider } = match loaded {
+    let loaded = load().and_then(|mut m| warm_up(&mut m.encoder, &mut m.decoder, max_batch).map(|()| m));
+    let LoadedModel { mut encoder, decoder, execution_provider, data_path } = match loaded {
         Ok(model) => model,
         Err(e) => {
             tracing::error!(error = %e, "model failed to load");
@@ -151,8 +168,8 @@ fn run_encoder<E, D, F>(
         state.send_replace(EngineState::Failed(format!("spawning the decoder thread: {e}")));
         return;
     }
-    tracing::info!(%execution_provider, "model loaded and warmed up");
-    state.send_replace(EngineState::Ready { execution_provider });
+    tracing::info!(%execution_provider, ?data_path, "model loaded and warmed up");
+    state.send_replace(EngineState::Ready { execution_provider, data_path });
     while let Some(first) = queue.blocking_recv() {
         // Whatever else is already waiting joins the batch (several streams' frames in one
         // encoder call), up to max_batch; a caller that went away (deadline, cancelled RPC,
@@ -180,31 +197,42 @@ fn run_encoder<E, D, F>(
 
 fn encode_batch(encoder: &mut impl ImageEncoder, batch: Vec<EncodeJob>) {
     let queue_waits: Vec<_> = batch.iter().map(|job| job.enqueued.elapsed()).collect();
+    let count = batch.len();
+    let mut inputs = Vec::with_capacity(count);
+    let mut waiting = Vec::with_capacity(count);
+    for job in batch {
+        waiting.push((job.reply, job.span, job.input.geometry()));
+        inputs.push(job.input);
+    }
     let started = Instant::now();
     let result = {
         // The run is traced under the first caller's span; the others see the batch size.
-        let _span = batch[0].span.enter();
-        let images: Vec<&PreprocessedImage> = batch.iter().map(|job| &job.image).collect();
-        tracing::info_span!("encoder", batch = batch.len()).in_scope(|| encoder.encode_batch(&images))
+        let _span = waiting[0].1.enter();
+        tracing::info_span!("encoder", batch = count).in_scope(|| encoder.encode_batch(inputs))
     };
     let elapsed = started.elapsed();
-    if batch.len() > 1 {
-        metrics::counter!(ENCODER_BATCHED_IMAGES).increment(batch.len() as u64);
+    if count > 1 {
+        metrics::counter!(ENCODER_BATCHED_IMAGES).increment(count as u64);
     }
     match result {
-        Ok(embeddings) => {
-            for ((job, data), queue) in batch.into_iter().zip(embeddings).zip(queue_waits) {
-                let embedding = Arc::new(ImageEmbedding { data, geometry: job.image.geometry });
-                let _ = job.reply.send(Ok(Encoded { embedding, queue, encoder: elapsed }));
+        Ok(images) => {
+            for (((reply, _, geometry), image), waited) in waiting.into_iter().zip(images).zip(queue_waits) {
+                // Time spent on the other images of a batch (their uploads and preprocessing)
+                // was waiting, for this caller.
+                let own = image.upload + image.preprocess + image.encoder;
+                let queue = waited + elapsed.saturating_sub(own);
+                let embedding = Arc::new(ImageEmbedding { data: image.embedding, geometry });
+                let encoded = Encoded { embedding, queue, upload: image.upload, preprocess: image.preprocess, encoder: image.encoder };
+                let _ = reply.send(Ok(encoded));
             }
         }
-        Err(e) if batch.len() == 1 => {
-            let _ = batch.into_iter().next().expect("one job").reply.send(Err(e.into()));
+        Err(e) if count == 1 => {
+            let _ = waiting.into_iter().next().expect("one job").0.send(Err(e.into()));
         }
         Err(e) => {
             let reason = e.to_string();
-            for job in batch {
-                let _ = job.reply.send(Err(EngineError::Model(ModelError::Batch(reason.clone()))));
+            for (reply, ..) in waiting {
+                let _ = reply.send(Err(EngineError::Model(ModelError::Batch(reason.clone()))));
             }
         }
     }
@@ -218,22 +246,19 @@ fn run_decoder<D: MaskDecoder>(mut decoder: D, mut queue: mpsc::Receiver<DecodeJ
         }
         let queue_wait = job.enqueued.elapsed();
         let _span = job.span.enter();
-        let started = Instant::now();
         let result = tracing::info_span!("decoder", objects = job.objects.len())
-            .in_scope(|| decoder.decode(job.embedding.data.view(), &job.objects));
-        let result = result.map_err(EngineError::from).map(|decoded| Decoded { decoded, queue: queue_wait, decoder: started.elapsed() });
+            .in_scope(|| decoder.decode(&job.embedding.data, &job.objects, job.request));
+        let result = result.map_err(EngineError::from).map(|decoded| Decoded { decoded, queue: queue_wait });
         let _ = job.reply.send(result);
     }
 }
 
-/// One encoder and one decoder run so that the first request pays no lazy initialisation.
-fn warm_up(encoder: &mut impl ImageEncoder, decoder: &mut impl MaskDecoder) -> Result<(), ModelError> {
+/// Every batch size the encoder may form and the decoder run once, so that no request pays for
+/// lazy initialisation (on CUDA, cuDNN searches algorithms for every new input shape).
+fn warm_up(encoder: &mut impl ImageEncoder, decoder: &mut impl MaskDecoder, max_batch: usize) -> Result<(), ModelError> {
     let started = Instant::now();
-    let geometry = ImageGeometry::new(crate::model::IMAGE_SIZE, crate::model::IMAGE_SIZE);
-    let tensor = Array4::zeros((1, 3, crate::model::IMAGE_SIZE, crate::model::IMAGE_SIZE));
-    let embedding = encoder.encode(&PreprocessedImage { tensor, geometry })?;
-    let tokens = PromptTokens { coords: vec![[512.0, 512.0], [0.0, 0.0]], labels: vec![1.0, -1.0], mask_input: None };
-    decoder.decode(embedding.view(), &[tokens])?;
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "warm-up done");
+    let embedding = encoder.warm_up(max_batch)?;
+    decoder.warm_up(&embedding)?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, batch_sizes = max_batch, "warm-up done");
     Ok(())
 }

@@ -6,7 +6,7 @@ mod png;
 mod polygons;
 mod rle;
 
-use opencv::core::Mat;
+use opencv::core::ToInputArray;
 use opencv::prelude::*;
 use thiserror::Error;
 
@@ -25,9 +25,16 @@ pub enum MaskError {
     Type(i32),
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
+    #[error("the decoder kept no low-res logits to track the object with")]
+    LowResMissing,
 }
 
-fn check_type(mask: &Mat) -> Result<(), MaskError> {
+/// A binary mask image: an OpenCV `Mat`, or a `Mat` view of bytes the device sent back.
+pub trait MaskImage: MatTraitConst + ToInputArray {}
+
+impl<T: MatTraitConst + ToInputArray> MaskImage for T {}
+
+fn check_type(mask: &impl MaskImage) -> Result<(), MaskError> {
     if mask.typ() != opencv::core::CV_8UC1 {
         return Err(MaskError::Type(mask.typ()));
     }
@@ -35,7 +42,7 @@ fn check_type(mask: &Mat) -> Result<(), MaskError> {
 }
 
 /// The mask in the requested wire format.
-pub fn encode(mask: &Mat, format: proto::MaskFormat) -> Result<proto::Mask, MaskError> {
+pub fn encode(mask: &impl MaskImage, format: proto::MaskFormat) -> Result<proto::Mask, MaskError> {
     check_type(mask)?;
     use proto::mask::Data;
     let data = match format {
@@ -47,7 +54,7 @@ pub fn encode(mask: &Mat, format: proto::MaskFormat) -> Result<proto::Mask, Mask
 }
 
 /// Pixel count and tight box (x1, y1 exclusive; all zero for an empty mask).
-pub fn area_and_box(mask: &Mat) -> Result<(u64, proto::Box), MaskError> {
+pub fn area_and_box(mask: &impl MaskImage) -> Result<(u64, proto::Box), MaskError> {
     check_type(mask)?;
     let area = opencv::core::count_non_zero(mask)? as u64;
     if area == 0 {

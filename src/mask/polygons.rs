@@ -1,10 +1,10 @@
-use opencv::core::{Mat, Point, Vector};
+use opencv::core::{Point, Vector};
 
-use super::MaskError;
+use super::{MaskError, MaskImage};
 use crate::proto;
 
 /// Outer contours (OpenCV `findContours`, external only, simple chain approximation).
-pub fn outer_polygons(mask: &Mat) -> Result<proto::Polygons, MaskError> {
+pub fn outer_polygons(mask: &impl MaskImage) -> Result<proto::Polygons, MaskError> {
     let mut contours = Vector::<Vector<Point>>::new();
     opencv::imgproc::find_contours(
         mask,

@@ -4,11 +4,11 @@
 use opencv::core::Mat;
 use opencv::prelude::*;
 
-use super::MaskError;
+use super::{MaskError, MaskImage};
 use crate::proto;
 
 /// Run lengths over the mask in column-major order, the first run counting zeros.
-pub fn column_major_runs(mask: &Mat) -> Result<Vec<u32>, MaskError> {
+pub fn column_major_runs(mask: &impl MaskImage) -> Result<Vec<u32>, MaskError> {
     // Transposing first turns the column-major walk into a contiguous row-major one.
     let mut transposed = Mat::default();
     opencv::core::transpose(mask, &mut transposed)?;
@@ -52,7 +52,7 @@ pub fn coco_counts_string(runs: &[u32]) -> String {
     out
 }
 
-pub fn encode_coco_rle(mask: &Mat) -> Result<proto::CocoRle, MaskError> {
+pub fn encode_coco_rle(mask: &impl MaskImage) -> Result<proto::CocoRle, MaskError> {
     let runs = column_major_runs(mask)?;
     Ok(proto::CocoRle { size: vec![mask.rows() as u32, mask.cols() as u32], counts: coco_counts_string(&runs) })
 }

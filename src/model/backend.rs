@@ -1,60 +1,138 @@
-//! The synchronous model interfaces the engine threads drive; tests can swap backends.
+//! The synchronous model interfaces the engine threads drive, and what flows through them.
+//! Tensors between the stages are ONNX Runtime values in the execution provider's memory, so
+//! the same interfaces serve the CPU provider and a GPU without copies in between.
 
-use ndarray::{Array2, Array4, ArrayView4, Axis, s};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use opencv::core::Mat;
+use opencv::prelude::*;
+
+use super::ort::{DecodedObjects, Embedding};
 use super::prompt::PromptTokens;
-use super::{LOW_RES, MASK_TOKENS, ModelError, PreprocessedImage};
+use super::{ImageGeometry, ModelError, PreprocessedImage, Preprocessor};
 
-/// Decoder outputs for N objects: IoU predictions `[N, 4]` and low-res logits `[N, 4, 256, 256]`.
-pub struct DecodedObjects {
-    pub iou: Array2<f32>,
-    pub low_res: Array4<f32>,
+/// Where resizing, normalisation, padding and mask upscaling run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataPath {
+    /// `device` on a GPU provider, `host` on the CPU provider (where the Rust/OpenCV stages are faster).
+    #[default]
+    Auto,
+    /// Rust (Pillow-exact) preprocessing and OpenCV postprocessing on the host.
+    Host,
+    /// The preprocessing and postprocessing graphs on the execution provider: frames go up as
+    /// bytes, masks come back as bytes, everything between stays in its memory.
+    Device,
 }
 
-impl DecodedObjects {
-    pub fn empty() -> Self {
-        Self { iou: Array2::zeros((0, MASK_TOKENS)), low_res: Array4::zeros((0, MASK_TOKENS, LOW_RES, LOW_RES)) }
+/// A decoded frame, 8-bit RGB, ready to be uploaded as it is (shared with the source that
+/// grabbed it: viewers of one source see the same pixels).
+pub struct RgbFrame {
+    pub pixels: Arc<Mat>,
+    pub geometry: ImageGeometry,
+}
+
+impl RgbFrame {
+    pub fn new(rgb: Arc<Mat>) -> Result<Self, ModelError> {
+        if rgb.typ() != opencv::core::CV_8UC3 {
+            return Err(ModelError::Image(format!("expected an 8-bit 3-channel image, got type {}", rgb.typ())));
+        }
+        let pixels = if rgb.is_continuous() { rgb } else { Arc::new(rgb.try_clone()?) };
+        let geometry = ImageGeometry::new(pixels.cols() as usize, pixels.rows() as usize);
+        Ok(Self { pixels, geometry })
+    }
+
+    pub fn bytes(&self) -> Result<&[u8], ModelError> {
+        Ok(self.pixels.data_bytes()?)
+    }
+}
+
+/// What the encoder thread is given for one image.
+pub enum EncoderInput {
+    /// Already resized, normalised and padded on the host (`DataPath::Host`).
+    Preprocessed(PreprocessedImage),
+    /// Decoded pixels for the preprocessing graph (`DataPath::Device`).
+    Pixels(RgbFrame),
+}
+
+impl EncoderInput {
+    pub fn geometry(&self) -> ImageGeometry {
+        match self {
+            EncoderInput::Preprocessed(image) => image.geometry,
+            EncoderInput::Pixels(frame) => frame.geometry,
+        }
+    }
+}
+
+/// How callers turn a decoded frame into the encoder's input, once the data path is known.
+#[derive(Debug, Clone, Copy)]
+pub enum FramePreparation {
+    /// Resize/normalise/pad here (on a blocking thread), so the encoder thread only encodes.
+    Host(Preprocessor),
+    /// Hand the bytes over; the encoder thread uploads them and runs the preprocessing graph.
+    Device,
+}
+
+impl FramePreparation {
+    /// The encoder's input and the host preprocessing time it took.
+    pub fn prepare(&self, rgb: Arc<Mat>) -> Result<(EncoderInput, Duration), ModelError> {
+        match self {
+            FramePreparation::Host(preprocessor) => {
+                let started = Instant::now();
+                let image = preprocessor.run(&rgb)?;
+                Ok((EncoderInput::Preprocessed(image), started.elapsed()))
+            }
+            FramePreparation::Device => Ok((EncoderInput::Pixels(RgbFrame::new(rgb)?), Duration::ZERO)),
+        }
+    }
+}
+
+/// One image's encoder output and the stages that produced it on the encoder thread.
+pub struct EncodedImage {
+    pub embedding: Embedding,
+    /// Host to device copy of the image (zero where device memory is host memory).
+    pub upload: Duration,
+    /// The preprocessing graph (zero when the host preprocessed the image).
+    pub preprocess: Duration,
+    /// The encoder run, shared by every image of a batch.
+    pub encoder: Duration,
+}
+
+/// What a decode should leave on the host besides IoU predictions.
+#[derive(Debug, Clone, Copy)]
+pub struct MaskRequest {
+    pub geometry: ImageGeometry,
+    /// Tokens 1..3 (SamPredictor's multimask candidates) instead of token 0.
+    pub multimask: bool,
+    /// The returned tokens' low-res logits too (tracking feeds them back).
+    pub keep_low_res: bool,
+}
+
+impl MaskRequest {
+    /// The mask tokens a request returns: token 0 alone (as `predict(multimask_output=False)`),
+    /// or the three candidates.
+    pub fn tokens(&self) -> &'static [usize] {
+        if self.multimask { &[1, 2, 3] } else { &[0] }
     }
 }
 
 pub trait ImageEncoder: Send {
-    /// Image embedding `[1, 256, 64, 64]` of a preprocessed image.
-    fn encode(&mut self, image: &PreprocessedImage) -> Result<Array4<f32>, ModelError>;
+    /// One embedding per input, in order; backends may run them as one batch.
+    fn encode_batch(&mut self, inputs: Vec<EncoderInput>) -> Result<Vec<EncodedImage>, ModelError>;
 
-    /// Embeddings of several images; backends that can run them as one batch override this.
-    fn encode_batch(&mut self, images: &[&PreprocessedImage]) -> Result<Vec<Array4<f32>>, ModelError> {
-        images.iter().map(|image| self.encode(image)).collect()
-    }
+    /// Runs every batch size up to `max_batch` once, so that no request pays for first-run
+    /// initialisation (on CUDA: cuDNN's algorithm search for each new input shape). Returns an
+    /// embedding for the decoder's warm-up.
+    fn warm_up(&mut self, max_batch: usize) -> Result<Embedding, ModelError>;
 }
 
 pub trait MaskDecoder: Send {
-    /// One decoder call for objects that all have the same number of prompt tokens.
-    fn decode_batch(&mut self, embedding: ArrayView4<'_, f32>, objects: &[&PromptTokens]) -> Result<DecodedObjects, ModelError>;
+    /// Prompt encoder + mask decoder for every object on one embedding, then what `request`
+    /// asks for: objects with equal token counts share one decoder call, so batching never
+    /// adds padding tokens that would change a mask.
+    fn decode(&mut self, embedding: &Embedding, objects: &[PromptTokens], request: MaskRequest) -> Result<DecodedObjects, ModelError>;
 
-    /// Decodes any set of objects: those with equal token counts share one decoder call, so
-    /// batching never adds padding tokens that would change a mask.
-    fn decode(&mut self, embedding: ArrayView4<'_, f32>, objects: &[PromptTokens]) -> Result<DecodedObjects, ModelError> {
-        if objects.is_empty() {
-            return Ok(DecodedObjects::empty());
-        }
-        if objects.iter().all(|o| o.len() == objects[0].len()) {
-            let all: Vec<&PromptTokens> = objects.iter().collect();
-            return self.decode_batch(embedding, &all);
-        }
-        let mut iou = Array2::<f32>::zeros((objects.len(), MASK_TOKENS));
-        let mut low_res = Array4::<f32>::zeros((objects.len(), MASK_TOKENS, LOW_RES, LOW_RES));
-        let mut lengths: Vec<usize> = objects.iter().map(PromptTokens::len).collect();
-        lengths.sort_unstable();
-        lengths.dedup();
-        for length in lengths {
-            let indices: Vec<usize> = (0..objects.len()).filter(|&i| objects[i].len() == length).collect();
-            let group: Vec<&PromptTokens> = indices.iter().map(|&i| &objects[i]).collect();
-            let decoded = self.decode_batch(embedding, &group)?;
-            for (row, &i) in indices.iter().enumerate() {
-                iou.row_mut(i).assign(&decoded.iou.row(row));
-                low_res.slice_mut(s![i, .., .., ..]).assign(&decoded.low_res.index_axis(Axis(0), row));
-            }
-        }
-        Ok(DecodedObjects { iou, low_res })
-    }
+    /// Runs the decoder (and device postprocessing) once per object count it will batch.
+    fn warm_up(&mut self, embedding: &Embedding) -> Result<(), ModelError>;
 }

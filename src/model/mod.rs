@@ -1,24 +1,26 @@
 //! MobileSAM: SamPredictor's preprocessing, prompt encoding and postprocessing around the two
-//! ONNX graphs exported by `models/export.py`. The transport never touches this module's
-//! backend directly; it goes through the engine thread.
+//! ONNX graphs exported by `models/export.py`, on the host (Rust/OpenCV) or as graphs on the
+//! execution provider (`ort/graphs/`). The transport never touches this module's backend
+//! directly; it goes through the engine thread.
 
 mod backend;
 mod error;
 mod geometry;
 mod manifest;
-mod ort_backend;
-mod ort_options;
+pub mod ort;
 pub mod postprocess;
 pub mod preprocess;
 pub mod prompt;
-mod resample;
+pub mod resample;
 
-pub use backend::{DecodedObjects, ImageEncoder, MaskDecoder};
+pub use backend::{DataPath, EncodedImage, EncoderInput, FramePreparation, ImageEncoder, MaskDecoder, MaskRequest, RgbFrame};
 pub use error::ModelError;
 pub use geometry::ImageGeometry;
 pub use manifest::{Manifest, ModelFileInfo};
-pub use ort_backend::{OrtDecoder, OrtEncoder, OrtModel};
-pub use ort_options::{Device, DeviceFallback, EncoderPrecision, GraphOptimization, OrtOptions};
+pub use ort::{
+    BinaryMask, DecodeTimings, DecodedObjects, Device, DeviceFallback, Embedding, EncoderPrecision, GraphOptimization, OrtDecoder,
+    OrtEncoder, OrtModel, OrtOptions,
+};
 pub use preprocess::{PreprocessedImage, Preprocessor, ResizeFilter};
 pub use prompt::{BoxPrompt, ObjectPrompt, PointPrompt, PromptLabel};
 pub use resample::resize_rgb8;

@@ -8,8 +8,8 @@ use opencv::prelude::*;
 use super::{IMAGE_SIZE, ImageGeometry, ModelError, resample};
 
 /// SAM's pixel statistics (RGB order), as float32 like the model's registered buffers.
-const PIXEL_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
-const PIXEL_STD: [f32; 3] = [58.395, 57.12, 57.375];
+pub const PIXEL_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
+pub const PIXEL_STD: [f32; 3] = [58.395, 57.12, 57.375];
 
 /// How the longest side is brought to 1024 pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]

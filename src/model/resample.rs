@@ -8,7 +8,9 @@
 //! official predictor needs this port of Pillow's `Resample.c`.
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
-const ROUNDING: i32 = 1 << (PRECISION_BITS - 1);
+/// 1.0 in Pillow's fixed point: a pass's weighted sum, plus `ROUNDING`, shifted right by 22.
+pub const FIXED_POINT_ONE: i32 = 1 << PRECISION_BITS;
+pub const ROUNDING: i32 = 1 << (PRECISION_BITS - 1);
 const CHANNELS: usize = 3;
 
 /// Per output pixel: the first input index and the fixed-point weights of the inputs it reads.
@@ -54,6 +56,33 @@ fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
         lengths.push(length);
     }
     Coefficients { starts, lengths, weights, stride }
+}
+
+/// The weights of the pass `in_size -> out_size` as a dense `[in_size, out_size]` matrix of the
+/// fixed-point integers, in float64 (exact): column `o` holds output `o`'s weights. The
+/// preprocessing graph's horizontal pass multiplies rows of pixels by it.
+pub fn weights_by_input(in_size: usize, out_size: usize) -> Vec<f64> {
+    let c = coefficients(in_size, out_size);
+    let mut dense = vec![0.0; in_size * out_size];
+    for out in 0..out_size {
+        for (i, &w) in c.weights[out * c.stride..][..c.lengths[out]].iter().enumerate() {
+            dense[(c.starts[out] + i) * out_size + out] = f64::from(w);
+        }
+    }
+    dense
+}
+
+/// The same weights as `[out_size, in_size]` (row `o` holds output `o`'s weights), for the
+/// vertical pass, which multiplies columns of pixels from the left.
+pub fn weights_by_output(in_size: usize, out_size: usize) -> Vec<f64> {
+    let c = coefficients(in_size, out_size);
+    let mut dense = vec![0.0; out_size * in_size];
+    for out in 0..out_size {
+        for (i, &w) in c.weights[out * c.stride..][..c.lengths[out]].iter().enumerate() {
+            dense[out * in_size + c.starts[out] + i] = f64::from(w);
+        }
+    }
+    dense
 }
 
 fn clip8(value: i32) -> u8 {
@@ -135,6 +164,26 @@ mod tests {
         let src = vec![77u8; 37 * 23 * 3];
         for (w, h) in [(10, 6), (100, 61), (37, 50)] {
             assert!(resize_rgb8(&src, 37, 23, w, h).iter().all(|&v| v == 77));
+        }
+    }
+
+    #[test]
+    fn dense_weights_reproduce_the_separable_passes() {
+        // One row of 7 pixels shrunk to 3: the matrix product, rounded and shifted as Pillow
+        // does, equals the resampler's own output.
+        let src: Vec<u8> = [3u8, 200, 17, 90, 255, 0, 128].iter().flat_map(|&v| [v, v, v]).collect();
+        let expected = resize_rgb8(&src, 7, 1, 3, 1);
+        let matrix = weights_by_input(7, 3);
+        for out in 0..3 {
+            let sum: f64 = (0..7).map(|i| f64::from(src[i * 3]) * matrix[i * 3 + out]).sum();
+            let value = ((sum + f64::from(ROUNDING)) / f64::from(FIXED_POINT_ONE)).floor().clamp(0.0, 255.0);
+            assert_eq!(value as u8, expected[out * 3], "output {out}");
+        }
+        let by_output = weights_by_output(7, 3);
+        for out in 0..3 {
+            for i in 0..7 {
+                assert_eq!(by_output[out * 7 + i], matrix[i * 3 + out]);
+            }
         }
     }
 

@@ -82,22 +82,23 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
     let engine = Engine::start(
         move || {
             let model = OrtModel::load(&model_dir, &options)?;
-            Ok(LoadedModel { encoder: model.encoder, decoder: model.decoder, execution_provider: model.execution_provider })
+            Ok(LoadedModel {
+                encoder: model.encoder,
+                decoder: model.decoder,
+                execution_provider: model.execution_provider,
+                data_path: model.data_path,
+            })
         },
         config.queue_capacity,
         config.encoder_max_batch,
+        Preprocessor::new(config.resize),
     );
 
     let sources = match &config.sources {
         Some(path) => crate::video::load_sources(path)?,
         None => Vec::new(),
     };
-    let hub = Arc::new(SourceHub::new(
-        engine.clone(),
-        Preprocessor::new(config.resize),
-        sources,
-        Duration::from_secs_f64(config.source_grace_secs.max(0.0)),
-    ));
+    let hub = Arc::new(SourceHub::new(engine.clone(), sources, Duration::from_secs_f64(config.source_grace_secs.max(0.0))));
     crate::telemetry::metrics::handle();
     let metrics_addr = match config.metrics_listen {
         Some(addr) => Some(crate::telemetry::metrics::serve(addr).await.with_context(|| format!("binding metrics on {addr}"))?),

@@ -12,7 +12,7 @@ use super::validate::{self, PromptLimits};
 use crate::config::ServeConfig;
 use crate::engine::{Engine, EngineState};
 use crate::model::prompt::PromptTokens;
-use crate::model::{Manifest, Preprocessor};
+use crate::model::{Manifest, MaskRequest};
 use crate::proto;
 use crate::session::{SessionConfig, SessionSource, SourceHub, run_session};
 use crate::telemetry::StageTimings;
@@ -29,7 +29,6 @@ pub struct Segmenter {
     hub: Arc<SourceHub>,
     allowlist: UriAllowlist,
     manifest: Arc<Manifest>,
-    preprocessor: Preprocessor,
     image_limits: ImageLimits,
     prompt_limits: PromptLimits,
     onnxruntime_version: String,
@@ -51,7 +50,6 @@ impl Segmenter {
             hub,
             allowlist: UriAllowlist::new(config.allow_uris.clone()),
             manifest,
-            preprocessor: Preprocessor::new(config.resize),
             image_limits: config.image_limits(),
             prompt_limits: PromptLimits { max_objects: config.max_objects, max_points_per_object: config.max_points_per_object },
             onnxruntime_version: crate::model::onnxruntime_version(&config.ort_lib),
@@ -61,7 +59,7 @@ impl Segmenter {
     async fn segment(&self, request: proto::SegmentRequest) -> Result<proto::SegmentResponse, ApiError> {
         let started = Instant::now();
         // Refuse at once while the model loads, before paying for the image decode.
-        self.engine.ensure_ready()?;
+        let preparation = self.engine.preparation()?;
         let _permit = self.inflight.admit()?;
         let mut timings = StageTimings::default();
         let options = validate::mask_options("mask_options", request.mask_options.as_ref())?;
@@ -69,32 +67,33 @@ impl Segmenter {
             return Err(ApiError::invalid("objects", "at least one object is required"));
         }
         let prompts = validate::object_prompts("objects", &request.objects, &self.prompt_limits)?;
-        let (image_limits, preprocessor) = (self.image_limits, self.preprocessor);
-        let (prompts, image, capture, preprocess) = blocking(move || {
+        let image_limits = self.image_limits;
+        let (prompts, input, capture, preprocess) = blocking(move || {
             let t = Instant::now();
             let rgb = decode_image(request.image.as_ref(), &image_limits)?;
             let capture = t.elapsed();
             validate::prompts_inside("objects", &prompts, rgb.cols() as usize, rgb.rows() as usize)?;
-            let t = Instant::now();
-            let image = preprocessor.run(&rgb)?;
-            Ok((prompts, image, capture, t.elapsed()))
+            let (input, preprocess) = preparation.prepare(Arc::new(rgb))?;
+            Ok((prompts, input, capture, preprocess))
         })
         .instrument(tracing::debug_span!("capture_and_preprocess"))
         .await?;
         (timings.capture, timings.preprocess) = (capture, preprocess);
 
-        let geometry = image.geometry;
+        let geometry = input.geometry();
         let tokens = prompts.iter().map(|p| PromptTokens::new(p, &geometry)).collect();
-        let encoded = self.engine.encode(image).await?;
-        let decoded = self.engine.decode(encoded.embedding, tokens).await?;
-        (timings.queue, timings.encoder, timings.decoder) = (encoded.queue + decoded.queue, encoded.encoder, decoded.decoder);
+        let encoded = self.engine.encode(input).await?;
+        encoded.record(&mut timings);
+        let request = MaskRequest { geometry, multimask: options.multimask, keep_low_res: false };
+        let decoded = self.engine.decode(encoded.embedding, tokens, request).await?;
+        decoded.record(&mut timings);
 
         let t = Instant::now();
         let ids: Vec<u32> = prompts.iter().map(|p| p.object_id).collect();
-        let objects = blocking(move || Ok(crate::mask::object_masks(&decoded.decoded, &geometry, &ids, options)?))
+        let objects = blocking(move || Ok(crate::mask::object_masks(&decoded.decoded, &geometry, &ids, options, false)?))
             .instrument(tracing::debug_span!("postprocess"))
             .await?;
-        timings.postprocess = t.elapsed();
+        timings.postprocess += t.elapsed();
         timings.total = started.elapsed();
         timings.report(&tracing::Span::current(), "segment");
         metrics::counter!(crate::telemetry::metrics::ENCODER_RUNS, "origin" => "segment").increment(1);
@@ -143,7 +142,6 @@ impl Segmenter {
             max_fps: start.max_fps,
             prompt_limits: self.prompt_limits,
             image_limits: self.image_limits,
-            preprocessor: self.preprocessor,
             closing: self.closing.clone(),
         };
         // A few results of headroom; beyond that a slow reader holds the session back and
@@ -158,10 +156,10 @@ impl Segmenter {
     }
 
     fn model_info(&self) -> proto::ModelInfo {
-        let execution_provider = match &*self.engine.state().borrow() {
-            EngineState::Ready { execution_provider } => execution_provider.clone(),
-            EngineState::Loading => "loading".into(),
-            EngineState::Failed(reason) => format!("failed: {reason}"),
+        let (execution_provider, data_path) = match &*self.engine.state().borrow() {
+            EngineState::Ready { execution_provider, data_path } => (execution_provider.clone(), format!("{data_path:?}").to_lowercase()),
+            EngineState::Loading => ("loading".into(), String::new()),
+            EngineState::Failed(reason) => (format!("failed: {reason}"), String::new()),
         };
         let m = &self.manifest;
         proto::ModelInfo {
@@ -177,6 +175,7 @@ impl Segmenter {
                 .map(|(name, f)| proto::ModelFile { name: name.clone(), sha256: f.sha256.clone(), bytes: f.bytes })
                 .collect(),
             onnxruntime_version: self.onnxruntime_version.clone(),
+            data_path,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 
 use crate::engine::{Engine, ImageEmbedding};
-use crate::model::{ImageGeometry, Preprocessor};
+use crate::model::ImageGeometry;
 use crate::proto;
 use crate::telemetry::StageTimings;
 use crate::telemetry::metrics::{ACTIVE_SOURCES, ENCODER_RUNS, FRAMES_DROPPED};
@@ -27,7 +27,7 @@ pub struct EncodedFrame {
     pub timestamp_us: i64,
     pub geometry: ImageGeometry,
     pub embedding: Arc<ImageEmbedding>,
-    /// capture, preprocess, queue and encoder are filled.
+    /// capture, preprocess, upload, queue and encoder are filled.
     pub timings: StageTimings,
     pub grabbed_at: Instant,
 }
@@ -67,7 +67,6 @@ struct Entry {
 
 pub struct SourceHub {
     engine: Engine,
-    preprocessor: Preprocessor,
     grace: Duration,
     configured: Vec<Arc<Entry>>,
     /// Client-supplied URIs (already allowed by the operator), shared per URI.
@@ -96,10 +95,9 @@ fn entry(config: SourceConfig) -> Arc<Entry> {
 }
 
 impl SourceHub {
-    pub fn new(engine: Engine, preprocessor: Preprocessor, sources: Vec<SourceConfig>, grace: Duration) -> Self {
+    pub fn new(engine: Engine, sources: Vec<SourceConfig>, grace: Duration) -> Self {
         Self {
             engine,
-            preprocessor,
             grace,
             configured: sources.into_iter().map(entry).collect(),
             adhoc: Mutex::new(HashMap::new()),
@@ -183,13 +181,7 @@ impl SourceHub {
         let (encoded_tx, encoded) = watch::channel(None);
         let raw = grabber.frames.clone();
         let running = Arc::new(Running { grabber, encoded, viewers: Mutex::new(HashMap::new()) });
-        let pump = Pump {
-            entry: entry.clone(),
-            running: running.clone(),
-            engine: self.engine.clone(),
-            preprocessor: self.preprocessor,
-            grace: self.grace,
-        };
+        let pump = Pump { entry: entry.clone(), running: running.clone(), engine: self.engine.clone(), grace: self.grace };
         metrics::gauge!(ACTIVE_SOURCES).increment(1.0);
         tracing::info!(source = %entry.config.name, spec = %entry.config.spec.describe(), "source started");
         tokio::spawn(pump.run(raw, encoded_tx));
@@ -201,7 +193,6 @@ struct Pump {
     entry: Arc<Entry>,
     running: Arc<Running>,
     engine: Engine,
-    preprocessor: Preprocessor,
     grace: Duration,
 }
 
@@ -267,22 +258,17 @@ impl Pump {
     }
 
     async fn encode(&self, frame: &Arc<RawFrame>) -> Result<EncodedFrame, String> {
-        let preprocessor = self.preprocessor;
-        let source = frame.clone();
+        let preparation = self.engine.preparation().map_err(|e| e.to_string())?;
+        let pixels = frame.rgb.clone();
         let span = tracing::Span::current();
-        let (image, preprocess) = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                let started = Instant::now();
-                preprocessor.run(&source.rgb).map(|image| (image, started.elapsed()))
-            })
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-        let geometry = image.geometry;
-        let encoded = self.engine.encode(image).await.map_err(|e| e.to_string())?;
-        let timings =
-            StageTimings { capture: frame.capture, preprocess, queue: encoded.queue, encoder: encoded.encoder, ..Default::default() };
+        let (input, preprocess) = tokio::task::spawn_blocking(move || span.in_scope(|| preparation.prepare(pixels)))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let geometry = input.geometry();
+        let encoded = self.engine.encode(input).await.map_err(|e| e.to_string())?;
+        let mut timings = StageTimings { capture: frame.capture, preprocess, ..Default::default() };
+        encoded.record(&mut timings);
         Ok(EncodedFrame {
             seq: frame.seq,
             timestamp_us: frame.timestamp_us,

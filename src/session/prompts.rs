@@ -87,8 +87,9 @@ impl PromptState {
     pub fn record(&mut self, ids: &[u32], outcomes: &mut [ObjectOutcome], geometry: ImageGeometry) {
         for (id, outcome) in ids.iter().zip(outcomes.iter_mut()) {
             let Some(object) = self.objects.get_mut(id) else { continue };
-            object.track = tracking::track_from(&outcome.message, outcome.low_res.clone(), geometry);
-            if object.track.is_none() {
+            // Logits are kept only with tracking on; without them there is nothing to track.
+            object.track = outcome.low_res.clone().and_then(|low_res| tracking::track_from(&outcome.message, low_res, geometry));
+            if outcome.message.area == 0 {
                 outcome.message = tracking::lost(std::mem::take(&mut outcome.message));
             }
         }

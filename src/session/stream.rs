@@ -14,7 +14,7 @@ use super::inbound::{self, FrameSlot, Inbound, PendingFrame};
 use super::prompts::{PromptState, Update};
 use crate::engine::{Engine, EngineError};
 use crate::mask::{MaskOptions, object_masks};
-use crate::model::{DecodedObjects, Preprocessor};
+use crate::model::{DecodedObjects, MaskRequest};
 use crate::proto::{self, stream_response::Msg};
 use crate::server::ApiError;
 use crate::server::validate::{self, PromptLimits};
@@ -29,7 +29,6 @@ pub struct SessionConfig {
     pub max_fps: f32,
     pub prompt_limits: PromptLimits,
     pub image_limits: ImageLimits,
-    pub preprocessor: Preprocessor,
     /// Turns true when the server starts shutting down.
     pub closing: watch::Receiver<bool>,
 }
@@ -283,24 +282,24 @@ impl Session {
 
     async fn client_frame(&mut self, pending: PendingFrame) -> Result<(), Stop> {
         let PendingFrame { frame, received_at } = pending;
-        let (limits, preprocessor) = (self.config.image_limits, self.config.preprocessor);
+        let preparation = self.engine.preparation()?;
+        let limits = self.config.image_limits;
         let image = frame.image;
         let prepared = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let rgb = decode_image(image.as_ref(), &limits).map_err(|e| e.to_string())?;
             let capture = started.elapsed();
-            let started = Instant::now();
-            let image = preprocessor.run(&rgb).map_err(|e| e.to_string())?;
-            Ok::<_, String>((image, capture, started.elapsed()))
+            let (input, preprocess) = preparation.prepare(Arc::new(rgb)).map_err(|e| e.to_string())?;
+            Ok::<_, String>((input, capture, preprocess))
         })
         .await
         .map_err(|e| Stop::Fail(Status::internal(e.to_string())))?;
-        let (image, capture, preprocess) = match prepared {
+        let (input, capture, preprocess) = match prepared {
             Ok(prepared) => prepared,
             Err(reason) => return self.event(proto::EventKind::Rejected, format!("frame.{reason} (frame_id {})", frame.frame_id)).await,
         };
-        let geometry = image.geometry;
-        let encoded = match self.engine.encode(image).await {
+        let geometry = input.geometry();
+        let encoded = match self.engine.encode(input).await {
             Ok(encoded) => encoded,
             Err(EngineError::QueueFull(..)) => {
                 self.frames_dropped += 1;
@@ -309,7 +308,8 @@ impl Session {
             Err(e) => return Err(e.into()),
         };
         metrics::counter!(ENCODER_RUNS, "origin" => "client_frames").increment(1);
-        let timings = StageTimings { capture, preprocess, queue: encoded.queue, encoder: encoded.encoder, ..Default::default() };
+        let mut timings = StageTimings { capture, preprocess, ..Default::default() };
+        encoded.record(&mut timings);
         let frame = EncodedFrame {
             seq: frame.frame_id,
             timestamp_us: frame.timestamp_us,
@@ -331,10 +331,10 @@ impl Session {
         let decoded = if ids.is_empty() {
             DecodedObjects::empty()
         } else {
-            match self.engine.decode(frame.embedding.clone(), tokens).instrument(span.clone()).await {
+            let request = MaskRequest { geometry, multimask: self.config.mask_options.multimask, keep_low_res: self.config.track };
+            match self.engine.decode(frame.embedding.clone(), tokens, request).instrument(span.clone()).await {
                 Ok(decoded) => {
-                    timings.queue += decoded.queue;
-                    timings.decoder = decoded.decoder;
+                    decoded.record(&mut timings);
                     decoded.decoded
                 }
                 Err(EngineError::QueueFull(..)) => {
@@ -345,13 +345,13 @@ impl Session {
             }
         };
         let started = Instant::now();
-        let options = self.config.mask_options;
+        let (options, track) = (self.config.mask_options, self.config.track);
         let ids_for_masks = ids.clone();
-        let outcomes = tokio::task::spawn_blocking(move || object_masks(&decoded, &geometry, &ids_for_masks, options))
+        let outcomes = tokio::task::spawn_blocking(move || object_masks(&decoded, &geometry, &ids_for_masks, options, track))
             .await
             .map_err(|e| Stop::Fail(Status::internal(e.to_string())))?;
         let mut outcomes = outcomes.map_err(|e| Stop::Fail(ApiError::from(e).into()))?;
-        timings.postprocess = started.elapsed();
+        timings.postprocess += started.elapsed();
         self.prompts.record(&ids, &mut outcomes, geometry);
         timings.total = update.unwrap_or(frame.grabbed_at).elapsed();
         timings.report(&span, "stream");

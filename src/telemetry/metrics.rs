@@ -64,16 +64,8 @@ pub fn resident_memory_bytes() -> Option<u64> {
 }
 
 pub fn observe_stages(t: &StageTimings, rpc: &'static str) {
-    for (stage, duration) in [
-        ("capture", t.capture),
-        ("preprocess", t.preprocess),
-        ("queue", t.queue),
-        ("encoder", t.encoder),
-        ("decoder", t.decoder),
-        ("postprocess", t.postprocess),
-        ("total", t.total),
-    ] {
-        metrics::histogram!(STAGE_DURATION, "stage" => stage, "rpc" => rpc).record(duration.as_secs_f64());
+    for (stage, us) in super::STAGE_NAMES.into_iter().zip(super::stage_values(&t.to_proto())) {
+        metrics::histogram!(STAGE_DURATION, "stage" => stage, "rpc" => rpc).record(us as f64 / 1e6);
     }
 }
 

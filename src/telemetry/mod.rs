@@ -5,7 +5,7 @@
 pub mod metrics;
 mod timings;
 
-pub use timings::StageTimings;
+pub use timings::{STAGE_NAMES, StageTimings, stage_values};
 use tracing_subscriber::EnvFilter;
 
 fn filter() -> EnvFilter {

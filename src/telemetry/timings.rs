@@ -13,10 +13,12 @@ macro_rules! stage_span {
             $($fields)*,
             capture_us = tracing::field::Empty,
             preprocess_us = tracing::field::Empty,
+            upload_us = tracing::field::Empty,
             queue_us = tracing::field::Empty,
             encoder_us = tracing::field::Empty,
             decoder_us = tracing::field::Empty,
             postprocess_us = tracing::field::Empty,
+            download_us = tracing::field::Empty,
             total_us = tracing::field::Empty,
         )
     };
@@ -24,18 +26,32 @@ macro_rules! stage_span {
 
 use crate::proto;
 
+/// Stage names in pipeline order, as spans, histograms and the tools name them.
+pub const STAGE_NAMES: [&str; 9] = ["capture", "preprocess", "upload", "queue", "encoder", "decoder", "postprocess", "download", "total"];
+
+/// A `Timing` message's stages in `STAGE_NAMES` order, in microseconds.
+pub fn stage_values(t: &proto::Timing) -> [u64; 9] {
+    [t.capture_us, t.preprocess_us, t.upload_us, t.queue_us, t.encoder_us, t.decoder_us, t.postprocess_us, t.download_us, t.total_us]
+}
+
 /// Durations of one request's stages, reported as the response's `Timing` and span fields.
+/// The stages do not overlap: their sum is at most `total`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StageTimings {
     /// Image decode or frame grab.
     pub capture: Duration,
+    /// Resize, normalise, pad: on the host, or the preprocessing graph on the device.
     pub preprocess: Duration,
-    /// Waiting for the inference thread.
+    /// Host to device copy of the frame (on the CPU provider, the copy into ONNX Runtime's input).
+    pub upload: Duration,
+    /// Waiting for the inference threads.
     pub queue: Duration,
     pub encoder: Duration,
     pub decoder: Duration,
-    /// Mask upscaling and encoding.
+    /// Mask upscaling and threshold (host or device) and wire encoding (host).
     pub postprocess: Duration,
+    /// Device to host copy of the masks (zero when the provider works in host memory).
+    pub download: Duration,
     pub total: Duration,
 }
 
@@ -50,6 +66,8 @@ impl StageTimings {
             decoder_us: us(self.decoder),
             postprocess_us: us(self.postprocess),
             total_us: us(self.total),
+            upload_us: us(self.upload),
+            download_us: us(self.download),
         }
     }
 
@@ -63,10 +81,12 @@ impl StageTimings {
         let t = self.to_proto();
         span.record("capture_us", t.capture_us);
         span.record("preprocess_us", t.preprocess_us);
+        span.record("upload_us", t.upload_us);
         span.record("queue_us", t.queue_us);
         span.record("encoder_us", t.encoder_us);
         span.record("decoder_us", t.decoder_us);
         span.record("postprocess_us", t.postprocess_us);
+        span.record("download_us", t.download_us);
         span.record("total_us", t.total_us);
     }
 }

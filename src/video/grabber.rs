@@ -27,7 +27,8 @@ pub struct RawFrame {
     pub seq: u64,
     /// Wall-clock grab time, microseconds since the Unix epoch.
     pub timestamp_us: i64,
-    pub rgb: Mat,
+    /// Shared with everything that reads the frame (host preprocessing, the upload to a GPU).
+    pub rgb: std::sync::Arc<Mat>,
     /// When the frame became available; a result's total latency counts from here.
     pub grabbed_at: Instant,
     /// Time spent decoding and converting the frame.
@@ -227,7 +228,13 @@ impl Run {
                 continue;
             }
             self.seq += 1;
-            let frame = RawFrame { seq: self.seq, timestamp_us: unix_micros(), rgb, grabbed_at, capture: grabbed_at.elapsed() };
+            let frame = RawFrame {
+                seq: self.seq,
+                timestamp_us: unix_micros(),
+                rgb: std::sync::Arc::new(rgb),
+                grabbed_at,
+                capture: grabbed_at.elapsed(),
+            };
             self.frames.send_replace(Some(Arc::new(frame)));
         }
         Outcome::Stopped

@@ -8,7 +8,8 @@ use std::str::FromStr;
 use ort::ep::{self, ExecutionProvider};
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
-use super::ModelError;
+use crate::model::ModelError;
+use crate::model::backend::DataPath;
 
 /// `cpu`, `cuda[:N]` or `tensorrt[:N]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,7 +25,9 @@ impl FromStr for Device {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (kind, id) = match text.split_once(':') {
-            Some((kind, id)) => (kind, Some(id.parse::<i32>().ok().filter(|n| *n >= 0).ok_or(format!("device id `{id}` is not a GPU index"))?)),
+            Some((kind, id)) => {
+                (kind, Some(id.parse::<i32>().ok().filter(|n| *n >= 0).ok_or(format!("device id `{id}` is not a GPU index"))?))
+            }
             None => (text, None),
         };
         match (kind.to_ascii_lowercase().as_str(), id) {
@@ -129,6 +132,10 @@ pub struct OrtOptions {
     pub spinning: bool,
     /// One process-wide intra-op pool for both graphs instead of one per session.
     pub shared_thread_pool: bool,
+    /// Where pre- and postprocessing run.
+    pub data_path: DataPath,
+    /// Let CUDA use TF32 for float32 matrix products and convolutions (faster, not exact).
+    pub tf32: bool,
 }
 
 impl Default for OrtOptions {
@@ -144,6 +151,8 @@ impl Default for OrtOptions {
             encoder_precision: EncoderPrecision::Fp32,
             spinning: false,
             shared_thread_pool: true,
+            data_path: DataPath::Auto,
+            tf32: false,
         }
     }
 }
@@ -156,10 +165,15 @@ impl OrtOptions {
         }
     }
 
-    /// A session builder with threads, optimisation and providers applied. Returns the
-    /// provider that will really run the graph, so the startup log and GetModelInfo tell the
-    /// truth after a fallback.
-    pub(super) fn session_builder(&self, env: &ort::environment::Environment) -> Result<(SessionBuilder, String), ModelError> {
+    /// A session builder with threads, optimisation and providers applied, and the provider
+    /// that will really run the graph, so the startup log and GetModelInfo tell the truth after
+    /// a fallback. `exact`: no reduced-precision math even if `tf32` is set (the resampling
+    /// graph must stay bit-exact).
+    pub(super) fn session_builder(
+        &self,
+        env: &ort::environment::Environment,
+        exact: bool,
+    ) -> Result<(SessionBuilder, Provider), ModelError> {
         let mut builder = SessionBuilder::new(env)?
             .with_optimization_level(self.optimization.into())?
             .with_intra_threads(self.intra_threads_or_cores())?
@@ -167,28 +181,33 @@ impl OrtOptions {
             .with_parallel_execution(self.inter_threads > 1)?
             .with_intra_op_spinning(self.spinning)?
             .with_inter_op_spinning(self.spinning)?;
+        let tf32 = self.tf32 && !exact;
+        let cuda = |id: i32| ep::CUDA::default().with_device_id(id).with_tf32(tf32);
         let gpu = match self.device {
             Device::Cpu => None,
-            Device::Cuda(id) => Some(register(&mut builder, "CUDAExecutionProvider", ep::CUDA::default().with_device_id(id))),
+            Device::Cuda(id) => Some(register(&mut builder, "CUDAExecutionProvider", cuda(id)).map(|name| (name, id))),
             Device::TensorRt(id) => {
                 // TensorRT hands the nodes it cannot take to CUDA, then to the CPU.
-                let tensorrt = ep::TensorRT::default().with_device_id(id).with_engine_cache(true).with_engine_cache_path(std::env::temp_dir().display());
+                let tensorrt = ep::TensorRT::default()
+                    .with_device_id(id)
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(std::env::temp_dir().display());
                 Some(
                     register(&mut builder, "TensorrtExecutionProvider", tensorrt)
-                        .and_then(|_| register(&mut builder, "CUDAExecutionProvider", ep::CUDA::default().with_device_id(id)))
-                        .map(|_| "TensorrtExecutionProvider"),
+                        .and_then(|_| register(&mut builder, "CUDAExecutionProvider", cuda(id)))
+                        .map(|_| ("TensorrtExecutionProvider", id)),
                 )
             }
         };
         let provider = match gpu {
-            None => "CPUExecutionProvider".to_string(),
-            Some(Ok(name)) => format!("{name} ({})", self.device),
+            None => Provider { name: "CPUExecutionProvider".to_string(), gpu: None },
+            Some(Ok((name, id))) => Provider { name: format!("{name} ({})", self.device), gpu: Some(id) },
             Some(Err(reason)) if self.device_fallback == DeviceFallback::Fail => {
                 return Err(ModelError::ProviderUnavailable { provider: self.device.to_string(), reason });
             }
             Some(Err(reason)) => {
                 tracing::warn!(device = %self.device, %reason, "GPU provider unavailable; falling back to CPUExecutionProvider");
-                "CPUExecutionProvider (fallback)".to_string()
+                Provider { name: "CPUExecutionProvider (fallback)".to_string(), gpu: None }
             }
         };
         builder = builder.with_execution_providers([ep::CPU::default().with_arena_allocator(self.cpu_arena).build()])?;
@@ -196,10 +215,21 @@ impl OrtOptions {
     }
 }
 
+/// The execution provider a session really got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    /// As ONNX Runtime names it, with the device (`CUDAExecutionProvider (cuda:0)`).
+    pub name: String,
+    /// The CUDA device whose memory the graphs use, if any.
+    pub gpu: Option<i32>,
+}
+
 fn register<E: ExecutionProvider>(builder: &mut SessionBuilder, name: &'static str, provider: E) -> Result<&'static str, String> {
     match E::is_available() {
         Ok(true) => {}
-        Ok(false) => return Err(format!("{name} is not in this onnxruntime build (the PyPI `onnxruntime` wheel is CPU-only; use onnxruntime-gpu)")),
+        Ok(false) => {
+            return Err(format!("{name} is not in this onnxruntime build (the PyPI `onnxruntime` wheel is CPU-only; use onnxruntime-gpu)"));
+        }
         Err(e) => return Err(e.to_string()),
     }
     provider.register(builder).map(|()| name).map_err(|e| e.to_string())

@@ -1,0 +1,250 @@
+//! The built graphs (see `graphs/`) in their sessions, with IO bindings that keep every
+//! intermediate in device memory and the constants they need cached there.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use ndarray::Array4;
+use ort::memory::Allocator;
+use ort::session::{IoBinding, Session};
+use ort::value::{AsValueMut, DynTensor, DynTensorValueType, Tensor, TensorElementType, ValueTypeMarker};
+
+use super::graphs::{pick, postprocess, preprocess};
+use super::placement::{HostTensorPool, Placement, PooledTensor};
+use super::{OrtOptions, stage_session};
+use crate::model::backend::RgbFrame;
+use crate::model::{IMAGE_SIZE, ImageGeometry, ModelError, resample};
+
+/// Takes a named output of the last run as a tensor.
+pub(super) fn take_output(outputs: &mut ort::session::SessionOutputs<'_>, name: &'static str) -> Result<DynTensor, ModelError> {
+    let value = outputs.remove(name).ok_or(ModelError::Shape { name, shape: Vec::new() })?;
+    Ok(value.downcast::<DynTensorValueType>()?)
+}
+
+/// The resampling weights and padding of one frame size, in device memory.
+struct FrameConstants {
+    size: (usize, usize),
+    horizontal: DynTensor,
+    vertical: DynTensor,
+    pads: DynTensor,
+}
+
+/// Frame sizes whose constants stay on the device (sources keep their size; Segment calls vary).
+const CACHED_FRAME_SIZES: usize = 8;
+
+pub struct DevicePreprocess {
+    session: Session,
+    binding: IoBinding,
+    placement: Placement,
+    staging: HostTensorPool,
+    constants: VecDeque<FrameConstants>,
+}
+
+/// Time spent on the encoder thread before the encoder runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PreprocessTimes {
+    pub upload: Duration,
+    pub preprocess: Duration,
+}
+
+impl DevicePreprocess {
+    /// The preprocessing graph on the provider `options` choose, always with exact math.
+    pub fn load(options: &OrtOptions) -> Result<Self, ModelError> {
+        let (session, placement) = stage_session(options, preprocess::build()?, true)?;
+        Self::new(session, placement)
+    }
+
+    fn new(session: Session, placement: Placement) -> Result<Self, ModelError> {
+        let binding = session.create_binding()?;
+        let staging = HostTensorPool::new(placement.host_allocator(&session)?);
+        Ok(Self { session, binding, placement, staging, constants: VecDeque::new() })
+    }
+
+    /// Uploads the frame's bytes and writes its `[1, 3, 1024, 1024]` input into `output` (a
+    /// device tensor, or one image's slot of a batch).
+    pub fn run<T: ValueTypeMarker + ?Sized>(
+        &mut self,
+        frame: &RgbFrame,
+        output: impl AsValueMut<T>,
+    ) -> Result<PreprocessTimes, ModelError> {
+        let g = frame.geometry;
+        // A new frame size's resampling weights are computed and moved to the device once;
+        // that counts as preprocessing.
+        let started = Instant::now();
+        self.cache_constants(g)?;
+        let constants = &self.constants[0];
+        self.binding.bind_input(preprocess::INPUT_HORIZONTAL, &constants.horizontal)?;
+        self.binding.bind_input(preprocess::INPUT_VERTICAL, &constants.vertical)?;
+        self.binding.bind_input(preprocess::INPUT_PADS, &constants.pads)?;
+        let setup = started.elapsed();
+        let started = Instant::now();
+        let mut staging = self.staging.take(TensorElementType::Uint8, &[g.height as i64, g.width as i64, 3])?;
+        staging.data_mut::<u8>()?.copy_from_slice(frame.bytes()?);
+        let upload = started.elapsed() + self.placement.bind_and_upload(&mut self.binding, preprocess::INPUT_IMAGE, staging.tensor())?;
+        let started = Instant::now();
+        self.binding.bind_output(preprocess::OUTPUT, output)?;
+        self.session.run_binding(&self.binding)?;
+        self.binding.clear();
+        Ok(PreprocessTimes { upload, preprocess: setup + started.elapsed() })
+    }
+
+    /// The encoder input of `frame` as a host array, for inspection and tests.
+    pub fn to_host(&mut self, frame: &RgbFrame) -> Result<(Array4<f32>, PreprocessTimes), ModelError> {
+        let mut output = Tensor::<f32>::new(&Allocator::default(), [1, 3, IMAGE_SIZE, IMAGE_SIZE])?;
+        let times = self.run(frame, &mut output)?;
+        let array =
+            output.extract_array().to_owned().into_dimensionality().map_err(|_| ModelError::Shape { name: "tensor", shape: vec![] })?;
+        Ok((array, times))
+    }
+
+    /// Puts the constants of `g`'s frame size first in the cache, computing them if needed.
+    fn cache_constants(&mut self, g: ImageGeometry) -> Result<(), ModelError> {
+        let size = (g.width, g.height);
+        if let Some(i) = self.constants.iter().position(|c| c.size == size) {
+            let hit = self.constants.remove(i).expect("index is in range");
+            self.constants.push_front(hit);
+        } else {
+            let side = IMAGE_SIZE as i64;
+            let (w, h, rw, rh) = (g.width as i64, g.height as i64, g.resized_width as i64, g.resized_height as i64);
+            let horizontal = Tensor::from_array(([w, rw], resample::weights_by_input(g.width, g.resized_width)))?;
+            let vertical = Tensor::from_array(([rh, h], resample::weights_by_output(g.height, g.resized_height)))?;
+            let pads = Tensor::from_array(([6i64], vec![0i64, 0, 0, 0, side - rh, side - rw]))?;
+            self.constants.push_front(FrameConstants {
+                size,
+                horizontal: self.placement.to_device(horizontal)?,
+                vertical: self.placement.to_device(vertical)?,
+                pads: self.placement.to_device(pads)?,
+            });
+            self.constants.truncate(CACHED_FRAME_SIZES);
+        }
+        Ok(())
+    }
+}
+
+/// Host buffers the postprocessing results land in.
+pub struct PostprocessOutputs {
+    /// `[N, K, H, W]` u8 masks, 255 inside.
+    pub masks: PooledTensor,
+    /// `[N, K, 256, 256]` f32 low-res logits of the chosen tokens, when asked for.
+    pub low_res: Option<PooledTensor>,
+    pub postprocess: Duration,
+    pub download: Duration,
+}
+
+pub struct DevicePostprocess {
+    session: Session,
+    binding: IoBinding,
+    placement: Placement,
+    host: HostTensorPool,
+}
+
+impl DevicePostprocess {
+    /// The postprocessing graph on the provider `options` choose, always with exact math.
+    pub fn load(options: &OrtOptions) -> Result<Self, ModelError> {
+        let (session, placement) = stage_session(options, postprocess::build()?, true)?;
+        Self::new(session, placement)
+    }
+
+    fn new(session: Session, placement: Placement) -> Result<Self, ModelError> {
+        let binding = session.create_binding()?;
+        let host = HostTensorPool::new(placement.host_allocator(&session)?);
+        Ok(Self { session, binding, placement, host })
+    }
+
+    fn bind_inputs(&mut self, low_res: &DynTensor, tokens: &[usize], geometry: ImageGeometry) -> Result<(), ModelError> {
+        let tokens: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let resized = [geometry.resized_height as i64, geometry.resized_width as i64];
+        let original = [geometry.height as i64, geometry.width as i64];
+        self.binding.bind_input(postprocess::INPUT_LOW_RES, low_res)?;
+        self.binding.bind_input(postprocess::INPUT_TOKENS, &Tensor::from_array(([tokens.len()], tokens))?)?;
+        self.binding.bind_input(postprocess::INPUT_RESIZED, &Tensor::from_array(([2usize], resized.to_vec()))?)?;
+        self.binding.bind_input(postprocess::INPUT_ORIGINAL, &Tensor::from_array(([2usize], original.to_vec()))?)?;
+        Ok(())
+    }
+
+    /// Masks of `tokens` for every object in `low_res` (`[N, 4, 256, 256]`, device memory).
+    pub fn masks(
+        &mut self,
+        low_res: &DynTensor,
+        tokens: &[usize],
+        geometry: ImageGeometry,
+        keep_low_res: bool,
+    ) -> Result<PostprocessOutputs, ModelError> {
+        let started = Instant::now();
+        let objects = low_res.shape()[0];
+        let (k, h, w) = (tokens.len() as i64, geometry.height as i64, geometry.width as i64);
+        let mut masks = self.host.take(TensorElementType::Uint8, &[objects, k, h, w])?;
+        let mut low_res_out = keep_low_res.then(|| self.host.take(TensorElementType::Float32, &[objects, k, 256, 256])).transpose()?;
+        self.bind_inputs(low_res, tokens, geometry)?;
+        let on_device = !self.placement.device_is_host();
+        if on_device {
+            // The graph writes into device memory; the download below is timed on its own.
+            self.binding.bind_output_to_device(postprocess::OUTPUT_MASKS, self.placement.device_memory())?;
+            if keep_low_res {
+                self.binding.bind_output_to_device(postprocess::OUTPUT_LOW_RES, self.placement.device_memory())?;
+            }
+        } else {
+            self.binding.bind_output(postprocess::OUTPUT_MASKS, masks.tensor_mut())?;
+            if let Some(out) = low_res_out.as_mut() {
+                self.binding.bind_output(postprocess::OUTPUT_LOW_RES, out.tensor_mut())?;
+            }
+        }
+        let mut outputs = self.session.run_binding(&self.binding)?;
+        let postprocess = started.elapsed();
+        let mut download = Duration::ZERO;
+        if on_device {
+            download += self.placement.download(&take_output(&mut outputs, postprocess::OUTPUT_MASKS)?, masks.tensor_mut())?;
+            if let Some(out) = low_res_out.as_mut() {
+                download += self.placement.download(&take_output(&mut outputs, postprocess::OUTPUT_LOW_RES)?, out.tensor_mut())?;
+            }
+        }
+        drop(outputs);
+        self.binding.clear();
+        Ok(PostprocessOutputs { masks, low_res: low_res_out, postprocess, download })
+    }
+
+    /// Full-resolution logits of `tokens` (`[N, K, H, W]` f32), copied to the host: what
+    /// SamPredictor returns with `return_logits=True`. For parity checks and benchmarks.
+    pub fn logits(&mut self, low_res: &DynTensor, tokens: &[usize], geometry: ImageGeometry) -> Result<Vec<f32>, ModelError> {
+        self.bind_inputs(low_res, tokens, geometry)?;
+        self.binding.bind_output_to_device(postprocess::OUTPUT_LOGITS, &ort::memory::MemoryInfo::default())?;
+        let mut outputs = self.session.run_binding(&self.binding)?;
+        let logits = take_output(&mut outputs, postprocess::OUTPUT_LOGITS)?.try_extract_tensor::<f32>()?.1.to_vec();
+        drop(outputs);
+        self.binding.clear();
+        Ok(logits)
+    }
+}
+
+/// Splits a batched encoder output into one device tensor per image.
+pub struct PickEmbedding {
+    session: Session,
+    binding: IoBinding,
+    placement: Placement,
+}
+
+impl PickEmbedding {
+    pub fn load(options: &OrtOptions) -> Result<Self, ModelError> {
+        let (session, placement) = stage_session(options, pick::build()?, true)?;
+        Self::new(session, placement)
+    }
+
+    fn new(session: Session, placement: Placement) -> Result<Self, ModelError> {
+        let binding = session.create_binding()?;
+        Ok(Self { session, binding, placement })
+    }
+
+    pub fn split(&mut self, batch: &DynTensor) -> Result<Vec<DynTensor>, ModelError> {
+        let images = batch.shape()[0] as usize;
+        self.binding.bind_input(pick::INPUT_BATCH, batch)?;
+        let mut embeddings = Vec::with_capacity(images);
+        for index in 0..images {
+            self.binding.bind_input(pick::INPUT_INDEX, &Tensor::from_array(([1usize], vec![index as i64]))?)?;
+            self.binding.bind_output_to_device(pick::OUTPUT, self.placement.device_memory())?;
+            let mut outputs = self.session.run_binding(&self.binding)?;
+            embeddings.push(take_output(&mut outputs, pick::OUTPUT)?);
+        }
+        self.binding.clear();
+        Ok(embeddings)
+    }
+}
