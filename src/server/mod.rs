@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
@@ -176,7 +177,15 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
         .add_service(segmenter);
     let (metrics_addr, metrics_task) = metrics_addr.unzip();
     let task = tokio::spawn(async move {
-        let served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop).await;
+        // Small writes (an event, then a result) must go out at once: with Nagle's algorithm a
+        // result waits for the peer's delayed ACK of the event, ~40 ms on Linux.
+        let incoming = TcpListenerStream::new(listener).map(|accepted| {
+            if let Ok(stream) = &accepted {
+                let _ = stream.set_nodelay(true);
+            }
+            accepted
+        });
+        let served = router.serve_with_incoming_shutdown(incoming, stop).await;
         if let Some(metrics) = metrics_task {
             metrics.abort();
         }
