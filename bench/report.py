@@ -180,7 +180,7 @@ def main() -> int:
         "",
         *decoder_lines,
         "",
-        "## int8 encoder fidelity (32 parity cases vs the official fp32 SamPredictor's logits)",
+        "## Reduced-precision encoders: fidelity (32 parity cases vs the official fp32 SamPredictor's logits, CPU provider)",
         "",
         *fid,
         "",

@@ -2,7 +2,7 @@
 """Export MobileSAM (the official code, PyPI `mobilesam-mirror`) to the ONNX pair samstream serves.
 
     python3 models/export.py (--checkpoint PATH | --random-init [--seed N]) --out DIR
-                             [--parity-fixtures] [--int8]
+                             [--parity-fixtures] [--int8] [--fp16]
 
 Writes DIR/encoder.onnx, DIR/decoder.onnx and DIR/manifest.json; with --parity-fixtures also
 DIR/parity/ (images, prompts and the reference logits of the official SamPredictor on the very
@@ -10,7 +10,9 @@ same weights), which the Rust parity test compares against. See models/README.md
 contract. Random-init weights have MobileSAM's exact architecture, cost and I/O but produce
 meaningless masks. --int8 also writes DIR/encoder_int8.onnx: the encoder with its MatMul/Gemm
 weights quantised to int8 and activations quantised on the fly (onnxruntime's dynamic
-quantisation), served with `samstream serve --encoder-precision int8`.
+quantisation), served with `samstream serve --encoder-precision int8`. --fp16 also writes
+DIR/encoder_fp16.onnx: the encoder in float16 with float32 input and output, for GPUs
+(`--encoder-precision fp16`). Neither is exact; their fidelity is in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -210,6 +212,16 @@ def quantize_encoder(out: Path) -> None:
         )
 
 
+def convert_encoder_fp16(out: Path) -> None:
+    """Float16 weights and activations, float32 input and output (onnxruntime's own converter,
+    which keeps in float32 the operators it knows to lose too much in float16)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(out / "encoder.onnx"))
+    onnx.save(convert_float_to_float16(model, keep_io_types=True), str(out / "encoder_fp16.onnx"))
+
+
 def check_against_torch(sam: nn.Module, out: Path) -> dict:
     """Runs both exports in onnxruntime and reports their largest deviation from PyTorch."""
     import onnxruntime as ort
@@ -251,7 +263,7 @@ def write_manifest(args: argparse.Namespace, out: Path, provenance: dict, check:
         "opset": OPSET,
         "files": {
             name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
-            for name in ("encoder.onnx", "encoder_int8.onnx", "decoder.onnx")
+            for name in ("encoder.onnx", "encoder_int8.onnx", "encoder_fp16.onnx", "decoder.onnx")
             if (out / name).exists()
         },
         "export_check": check,
@@ -280,6 +292,7 @@ def main() -> int:
         help="scale of the hypernetwork and IoU head outputs for --random-init",
     )
     parser.add_argument("--int8", action="store_true", help="also write encoder_int8.onnx (dynamic quantisation)")
+    parser.add_argument("--fp16", action="store_true", help="also write encoder_fp16.onnx (float16, for GPUs)")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument(
         "--parity-fixtures",
@@ -302,6 +315,8 @@ def main() -> int:
     check = check_against_torch(sam, args.out)
     if args.int8:
         quantize_encoder(args.out)
+    if args.fp16:
+        convert_encoder_fp16(args.out)
     write_manifest(args, args.out, provenance, check)
     print(f"exported {provenance['kind']} MobileSAM to {args.out}: {json.dumps(check)}", file=sys.stderr)
     if args.parity_fixtures:

@@ -84,8 +84,8 @@ step "Python baselines: onnxruntime pipeline and PyTorch SamPredictor"
 "$SAMSTREAM_PYTHON" "$SAMSTREAM_ROOT/bench/python_baselines.py" "$SAMSTREAM_MODEL_DIR" "$work/frame.jpg" --runs "$RUNS" \
   ${SAMSTREAM_CHECKPOINT:+--checkpoint "$SAMSTREAM_CHECKPOINT"} 2>/dev/null >"$work/python.json"
 
-step "int8 encoder fidelity on the parity fixtures"
-"$SAMSTREAM_PYTHON" "$SAMSTREAM_ROOT/bench/int8_fidelity.py" "$SAMSTREAM_MODEL_DIR" --json "$work/fidelity.json" 2>/dev/null
+step "int8 and fp16 encoder fidelity on the parity fixtures"
+"$SAMSTREAM_PYTHON" "$SAMSTREAM_ROOT/bench/encoder_fidelity.py" "$SAMSTREAM_MODEL_DIR" --json "$work/fidelity.json" 2>/dev/null
 
 step "criterion: preprocess, postprocess, mask encodings"
 (cd "$SAMSTREAM_ROOT" && cargo bench --locked --quiet --bench stages -- --warm-up-time 1 --measurement-time 3 --noplot) >"$work/criterion.txt" 2>&1

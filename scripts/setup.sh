@@ -57,7 +57,7 @@ if [ ! -f "$SAMSTREAM_MODEL_DIR/manifest.json" ]; then
   log "exporting MobileSAM (${EXPORT_SOURCE[*]}) to $SAMSTREAM_MODEL_DIR"
   tmp="$SAMSTREAM_MODEL_DIR.tmp.$$"
   rm -rf "$tmp"
-  (cd "$SAMSTREAM_ROOT/models" && "$SAMSTREAM_PYTHON" export.py "${EXPORT_SOURCE[@]}" --out "$tmp" --parity-fixtures --int8)
+  (cd "$SAMSTREAM_ROOT/models" && "$SAMSTREAM_PYTHON" export.py "${EXPORT_SOURCE[@]}" --out "$tmp" --parity-fixtures --int8 --fp16)
   mkdir -p "$(dirname "$SAMSTREAM_MODEL_DIR")"
   rm -rf "$SAMSTREAM_MODEL_DIR"
   mv "$tmp" "$SAMSTREAM_MODEL_DIR"

@@ -88,6 +88,12 @@ pub struct ServeConfig {
     #[arg(long, env = "SAMSTREAM_TF32", default_value_t = false, action = clap::ArgAction::Set)]
     pub tf32: bool,
 
+    /// Most bytes of memory ONNX Runtime may use for tensors (0 = no limit): each session's
+    /// CUDA arena on a GPU (`gpu_mem_limit`), one arena for all sessions on the CPU. A request
+    /// that would need more fails with RESOURCE_EXHAUSTED; the server goes on.
+    #[arg(long, env = "SAMSTREAM_MEMORY_LIMIT", default_value_t = 0)]
+    pub memory_limit: usize,
+
     /// Resampling of the longest side to 1024 pixels (pillow is exact with SamPredictor).
     #[arg(long, env = "SAMSTREAM_RESIZE", value_enum, default_value_t = ResizeFilter::Pillow)]
     pub resize: ResizeFilter,
@@ -96,9 +102,10 @@ pub struct ServeConfig {
     #[arg(long, env = "SAMSTREAM_QUEUE_CAPACITY", default_value_t = 16)]
     pub queue_capacity: usize,
 
-    /// Most queued images (from different streams or calls) the encoder runs as one batch.
-    /// 1 on CPUs, where a batch costs as much as its images one by one; 4-8 on GPUs.
-    #[arg(long, env = "SAMSTREAM_ENCODER_MAX_BATCH", default_value_t = 1)]
+    /// Most queued images (from different streams or calls) the encoder runs as one batch;
+    /// every size up to it is warmed up before health says SERVING. 0 = auto: 8 on a GPU, 1 on
+    /// the CPU provider, where a batch costs as much as its images one by one.
+    #[arg(long, env = "SAMSTREAM_ENCODER_MAX_BATCH", default_value_t = 0)]
     pub encoder_max_batch: usize,
 
     /// Largest gRPC message accepted, in bytes.
@@ -248,6 +255,7 @@ impl ServeConfig {
             // The OpenCV resize alternatives exist on the host only.
             data_path: if self.resize == ResizeFilter::Pillow { self.data_path } else { DataPath::Host },
             tf32: self.tf32,
+            memory_limit: self.memory_limit,
         }
     }
 
@@ -270,9 +278,10 @@ impl ServeConfig {
             ort_shared_pool: true,
             data_path: DataPath::Auto,
             tf32: false,
+            memory_limit: 0,
             resize: ResizeFilter::Pillow,
             queue_capacity: 16,
-            encoder_max_batch: 1,
+            encoder_max_batch: 0,
             max_message_bytes: 64 << 20,
             max_image_bytes: 48 << 20,
             max_pixels: 4096 * 4096,

@@ -165,7 +165,7 @@ fn postprocess_figures(geometry_of: impl Fn(ImageGeometry) -> ImageGeometry) -> 
         let geometry = ImageGeometry::new(case.width, case.height);
         if case.image != last_image {
             let input = samstream::model::EncoderInput::Preprocessed(Preprocessor::default().run(&rgb).unwrap());
-            embedding = Some(model.encoder.encode_batch(vec![input]).unwrap().pop().unwrap().embedding);
+            embedding = Some(model.encoder.encode_batch(vec![input]).pop().unwrap().unwrap().embedding);
             last_image = case.image.clone();
         }
         let tokens = PromptTokens::new(&prompt(&case), &geometry);

@@ -150,7 +150,7 @@ fn evaluate(data_path: DataPath, filter: ResizeFilter, swap_channels: bool, incl
         let (input, _) = preparation.prepare(Arc::new(rgb)).expect("preprocess");
         let geometry = input.geometry();
         assert_eq!((geometry.width, geometry.height), (cases[0].width, cases[0].height));
-        let embedding = model.encoder.encode_batch(vec![input]).expect("encoder").pop().expect("one embedding").embedding;
+        let embedding = model.encoder.encode_batch(vec![input]).pop().expect("one result").expect("encoder").embedding;
         for case in cases {
             let tokens = PromptTokens::new(&prompt(case), &geometry);
             let request = MaskRequest { geometry, multimask: case.multimask, keep_low_res: false };

@@ -233,6 +233,61 @@ async fn health_is_serving_after_warm_up_and_not_before() {
     server.shutdown().await.unwrap();
 }
 
+/// A copy of the model directory without `left_out`, the manifest unchanged.
+fn model_copy_without(left_out: &[&str]) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(common::model_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if path.is_file() && !left_out.contains(&name.as_str()) {
+            std::fs::copy(&path, copy.path().join(&name)).unwrap();
+        }
+    }
+    copy
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_directory_without_the_optional_encoders_serves_fp32() {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::model_dir().join("manifest.json")).unwrap()).unwrap();
+    for optional in ["encoder_int8.onnx", "encoder_fp16.onnx"] {
+        assert!(manifest["files"][optional].is_object(), "the test export lists {optional}");
+    }
+    let trimmed = model_copy_without(&["encoder_int8.onnx", "encoder_fp16.onnx"]);
+    let mut config = common::config();
+    config.model_dir = trimmed.path().to_path_buf();
+    let server = common::start_server(config).await;
+    let mut client = common::client(&server).await;
+    let info = client.get_model_info(proto::GetModelInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.precision, "fp32 (exact)");
+    let files: Vec<&str> = info.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(files, ["decoder.onnx", "encoder.onnx"], "only the files present are reported");
+    let objects = vec![proto::ObjectPrompt { object_id: 1, points: vec![point(100.0, 100.0, true)], r#box: None }];
+    client.segment(request(encoded("small.png"), objects, proto::MaskFormat::CocoRle, false)).await.expect("fp32 serves");
+    server.shutdown().await.unwrap();
+
+    // Asking for a precision whose file is missing fails, saying how to export it.
+    let mut config = common::config();
+    config.model_dir = trimmed.path().to_path_buf();
+    config.encoder_precision = samstream::model::EncoderPrecision::Int8;
+    let error = samstream::server::start(config, std::future::pending()).await.err().expect("the int8 encoder is missing");
+    assert!(error.to_string().contains("encoder_int8.onnx") && error.to_string().contains("export.py --int8"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fp16_encoder_serves_and_says_so() {
+    let mut config = common::config();
+    config.encoder_precision = samstream::model::EncoderPrecision::Fp16;
+    let server = common::start_server(config).await;
+    let mut client = common::client(&server).await;
+    let info = client.get_model_info(proto::GetModelInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.precision, "fp16 encoder (not exact)");
+    let objects = vec![proto::ObjectPrompt { object_id: 1, points: vec![point(100.0, 100.0, true)], r#box: None }];
+    let response = client.segment(request(encoded("small.png"), objects, proto::MaskFormat::CocoRle, false)).await.unwrap().into_inner();
+    assert!(response.objects[0].area > 0);
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_gpu_provider_falls_back_to_the_cpu_or_fails_by_flag() {
     // The onnxruntime wheel used here is CPU-only, so CUDA cannot be registered.
@@ -279,6 +334,12 @@ async fn batching(data_path: DataPath) {
     config.data_path = data_path;
     let server = common::start_server(config).await;
     let mut client = common::client(&server).await;
+    let info = client.get_model_info(proto::GetModelInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.encoder_max_batch, 4);
+    for size in 1..=4 {
+        let runs = common::stream::metric_value("samstream_encoder_batches_total", &format!("size=\"{size}\""));
+        assert!(runs >= 1.0, "warm-up ran a batch of {size} before SERVING ({runs} runs)");
+    }
     let images = ["small.png", "square.png", "portrait.png", "landscape.png"];
     let segment = |name: &str| {
         let objects = vec![proto::ObjectPrompt { object_id: 1, points: vec![point(150.0, 120.0, true)], r#box: None }];

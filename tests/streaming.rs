@@ -62,6 +62,30 @@ async fn a_file_source_streams_masks_then_ends() {
     server.shutdown().await.unwrap();
 }
 
+/// The pump keeps two frames in the encoder's hands: while one encodes, the newest frame is
+/// already captured, preprocessed and queued behind it (its queue time shows it), so the
+/// encoder never waits for the pump; frame order and dropped-frame counts stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_is_pipelined_through_the_encoder_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = s::make_video(dir.path(), "pipe.mp4", 1.0, 10);
+    let toml = format!("[[source]]\nname = \"pipe\"\nkind = \"file\"\npath = {video:?}\nloop = true\n");
+    let server = server_with_sources(dir.path(), &toml).await;
+    let mut client = common::client(&server).await;
+    let mut stream =
+        StreamClient::open(&mut client, s::start(Source::SourceName("pipe".into()), false, vec![s::point_object(1, 160.0, 120.0)]))
+            .await
+            .unwrap();
+    let (results, _) = stream.results(5, LONG).await;
+    s::check_results(&results);
+    // A 10 fps source always has a new frame while the CPU encoder (hundreds of ms) is busy.
+    let queued: Vec<u64> = results[1..].iter().map(|r| r.timing.unwrap().queue_us).collect();
+    let waiting = queued.iter().filter(|&&us| us >= 50_000).count();
+    assert!(waiting * 2 > queued.len(), "frames wait in the encoder queue behind the current one: queue us {queued:?}");
+    drop(stream);
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looping_file_keeps_going_and_prompt_updates_reuse_the_embedding() {
     let dir = tempfile::tempdir().unwrap();

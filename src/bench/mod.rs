@@ -70,7 +70,8 @@ pub struct BenchArgs {
     /// Untimed Segment calls before the measured ones (first-use costs of a new image size).
     #[arg(long, default_value_t = 1)]
     pub warmup: u64,
-    /// Server-side source for --rpc stream and churn.
+    /// Server-side source for --rpc stream and churn (streams: a comma-separated list spreads
+    /// the streams over several sources).
     #[arg(long)]
     pub source: Option<String>,
     /// Objects per request or stream, one point prompt each, spread over the image.
@@ -102,6 +103,9 @@ pub struct BenchReport {
     pub latency_ms: Percentiles,
     /// Server-reported stage durations, ms.
     pub stages_ms: BTreeMap<&'static str, Percentiles>,
+    /// Results per second of each stream (--rpc stream).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_stream_per_second: Vec<f64>,
 }
 
 fn percentiles(values: impl IntoIterator<Item = u64>) -> Percentiles {
@@ -119,6 +123,8 @@ pub(crate) struct Tally {
     errors: BTreeMap<String, u64>,
     latency_us: Vec<u64>,
     stages: BTreeMap<&'static str, Vec<u64>>,
+    /// Results of each stream, for streams.
+    per_stream: Vec<u64>,
 }
 
 /// `count` objects with one positive point each, spread over a `width` x `height` image.
@@ -172,6 +178,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         per_second: tally.ok as f64 / seconds,
         latency_ms: percentiles(tally.latency_us.iter().copied()),
         stages_ms: tally.stages.into_iter().map(|(stage, values)| (stage, percentiles(values))).collect(),
+        per_stream_per_second: tally.per_stream.iter().map(|&n| n as f64 / seconds).collect(),
         errors: tally.errors,
     };
     if args.json {

@@ -24,21 +24,24 @@ fn prompt_area(args: &BenchArgs) -> anyhow::Result<(f32, f32)> {
     }
 }
 
+/// `--concurrency` streams; with several comma-separated `--source`s, stream i watches source
+/// i modulo their number.
 pub(super) async fn bench_stream(args: &BenchArgs) -> anyhow::Result<(Tally, f64)> {
-    let source = args.source.clone().context("--rpc stream needs --source")?;
+    let sources: Vec<String> = args.source.as_deref().context("--rpc stream needs --source")?.split(',').map(str::to_string).collect();
     let (width, height) = prompt_area(args)?;
     let started = Instant::now();
     let until = started + Duration::from_secs(args.seconds);
     let streams: Vec<_> = (0..args.concurrency.max(1))
-        .map(|_| {
+        .map(|i| {
             let objects = spread_objects(args.objects, width, height);
-            tokio::spawn(crate::soak::one_stream(args.server.clone(), source.clone(), objects, until))
+            tokio::spawn(crate::soak::one_stream(args.server.clone(), sources[i % sources.len()].clone(), objects, until))
         })
         .collect();
     let mut tally = Tally::default();
     for stream in streams {
         let report = stream.await?;
         tally.ok += report.results;
+        tally.per_stream.push(report.results);
         for e in report.errors {
             *tally.errors.entry(e).or_default() += 1;
         }

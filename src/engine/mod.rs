@@ -37,17 +37,28 @@ pub enum EngineError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineState {
     Loading,
-    Ready { execution_provider: String, data_path: DataPath },
+    Ready(Runtime),
     Failed(String),
+}
+
+/// What a loaded model runs on and how, for health, GetModelInfo and the callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtime {
+    /// The execution provider that really runs the graphs.
+    pub execution_provider: String,
+    /// Where pre- and postprocessing run (`Host` or `Device`).
+    pub data_path: DataPath,
+    /// The encoder's arithmetic (`fp32 (exact)`, ...).
+    pub precision: String,
+    /// Most queued images encoded in one call (1 = never batch); every size up to it is warmed up.
+    pub max_batch: usize,
 }
 
 /// A loaded model, split so that each half can live on its own thread.
 pub struct LoadedModel<E, D> {
     pub encoder: E,
     pub decoder: D,
-    pub execution_provider: String,
-    /// Where pre- and postprocessing run (`Host` or `Device`).
-    pub data_path: DataPath,
+    pub runtime: Runtime,
 }
 
 #[derive(Clone)]
@@ -62,10 +73,9 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the encoder thread, which runs `load`, warms both graphs up, hands the decoder
-    /// to its own thread, and then serves encode jobs.
-    /// `max_batch`: most queued images encoded in one call (1 = never batch); `preprocessor`:
-    /// how callers preprocess on the host when the model's data path is `Host`.
-    pub fn start<E, D, F>(load: F, queue_capacity: usize, max_batch: usize, preprocessor: Preprocessor) -> Self
+    /// to its own thread, and then serves encode jobs. `preprocessor`: how callers preprocess
+    /// on the host when the model's data path is `Host`.
+    pub fn start<E, D, F>(load: F, queue_capacity: usize, preprocessor: Preprocessor) -> Self
     where
         E: ImageEncoder + 'static,
         D: MaskDecoder + 'static,
@@ -76,7 +86,7 @@ impl Engine {
         let (state_tx, state) = watch::channel(EngineState::Loading);
         std::thread::Builder::new()
             .name("samstream-encoder".into())
-            .spawn(move || run_encoder(load, encode_queue, decode_queue, state_tx, max_batch.max(1)))
+            .spawn(move || run_encoder(load, encode_queue, decode_queue, state_tx))
             .expect("spawning the encoder thread");
         Self { encode_jobs, decode_jobs, state, capacity: queue_capacity, preprocessor }
     }
@@ -93,19 +103,19 @@ impl Engine {
     /// handed over as bytes for the device's preprocessing graph.
     pub fn preparation(&self) -> Result<FramePreparation, EngineError> {
         match &*self.state.borrow() {
-            EngineState::Ready { data_path: DataPath::Device, .. } => Ok(FramePreparation::Device),
-            EngineState::Ready { .. } => Ok(FramePreparation::Host(self.preprocessor)),
+            EngineState::Ready(Runtime { data_path: DataPath::Device, .. }) => Ok(FramePreparation::Device),
+            EngineState::Ready(_) => Ok(FramePreparation::Host(self.preprocessor)),
             EngineState::Loading => Err(EngineError::NotReady),
             EngineState::Failed(reason) => Err(EngineError::LoadFailed(reason.clone())),
         }
     }
 
     /// Waits until the model is loaded and warmed up (or failed to load).
-    pub async fn ready(&self) -> Result<String, EngineError> {
+    pub async fn ready(&self) -> Result<Runtime, EngineError> {
         let mut state = self.state.clone();
         let state = state.wait_for(|s| !matches!(s, EngineState::Loading)).await.map_err(|_| EngineError::Stopped)?;
         match &*state {
-            EngineState::Ready { execution_provider, .. } => Ok(execution_provider.clone()),
+            EngineState::Ready(runtime) => Ok(runtime.clone()),
             EngineState::Failed(reason) => Err(EngineError::LoadFailed(reason.clone())),
             EngineState::Loading => unreachable!("waited for a state other than Loading"),
         }
@@ -148,14 +158,16 @@ fn run_encoder<E, D, F>(
     mut queue: mpsc::Receiver<EncodeJob>,
     decode_queue: mpsc::Receiver<DecodeJob>,
     state: watch::Sender<EngineState>,
-    max_batch: usize,
 ) where
     E: ImageEncoder + 'static,
     D: MaskDecoder + 'static,
     F: FnOnce() -> Result<LoadedModel<E, D>, ModelError>,
 {
-    let loaded = load().and_then(|mut m| warm_up(&mut m.encoder, &mut m.decoder, max_batch).map(|()| m));
-    let LoadedModel { mut encoder, decoder, execution_provider, data_path } = match loaded {
+    let loaded = load().and_then(|mut m| {
+        m.runtime.max_batch = warm_up(&mut m.encoder, &mut m.decoder, m.runtime.max_batch)?;
+        Ok(m)
+    });
+    let LoadedModel { mut encoder, decoder, runtime } = match loaded {
         Ok(model) => model,
         Err(e) => {
             tracing::error!(error = %e, "model failed to load");
@@ -168,8 +180,15 @@ fn run_encoder<E, D, F>(
         state.send_replace(EngineState::Failed(format!("spawning the decoder thread: {e}")));
         return;
     }
-    tracing::info!(%execution_provider, ?data_path, "model loaded and warmed up");
-    state.send_replace(EngineState::Ready { execution_provider, data_path });
+    tracing::info!(
+        execution_provider = %runtime.execution_provider,
+        data_path = ?runtime.data_path,
+        precision = %runtime.precision,
+        max_batch = runtime.max_batch,
+        "model loaded and warmed up"
+    );
+    let max_batch = runtime.max_batch.max(1);
+    state.send_replace(EngineState::Ready(runtime));
     while let Some(first) = queue.blocking_recv() {
         // Whatever else is already waiting joins the batch (several streams' frames in one
         // encoder call), up to max_batch; a caller that went away (deadline, cancelled RPC,
@@ -214,27 +233,16 @@ fn encode_batch(encoder: &mut impl ImageEncoder, batch: Vec<EncodeJob>) {
     if count > 1 {
         metrics::counter!(ENCODER_BATCHED_IMAGES).increment(count as u64);
     }
-    match result {
-        Ok(images) => {
-            for (((reply, _, geometry), image), waited) in waiting.into_iter().zip(images).zip(queue_waits) {
-                // Time spent on the other images of a batch (their uploads and preprocessing)
-                // was waiting, for this caller.
-                let own = image.upload + image.preprocess + image.encoder;
-                let queue = waited + elapsed.saturating_sub(own);
-                let embedding = Arc::new(ImageEmbedding { data: image.embedding, geometry });
-                let encoded = Encoded { embedding, queue, upload: image.upload, preprocess: image.preprocess, encoder: image.encoder };
-                let _ = reply.send(Ok(encoded));
-            }
-        }
-        Err(e) if count == 1 => {
-            let _ = waiting.into_iter().next().expect("one job").0.send(Err(e.into()));
-        }
-        Err(e) => {
-            let reason = e.to_string();
-            for (reply, ..) in waiting {
-                let _ = reply.send(Err(EngineError::Model(ModelError::Batch(reason.clone()))));
-            }
-        }
+    for (((reply, _, geometry), image), waited) in waiting.into_iter().zip(result).zip(queue_waits) {
+        let encoded = image.map_err(EngineError::from).map(|image| {
+            // Time spent on the other images of a batch (their uploads and preprocessing) was
+            // waiting, for this caller.
+            let own = image.upload + image.preprocess + image.encoder;
+            let queue = waited + elapsed.saturating_sub(own);
+            let embedding = Arc::new(ImageEmbedding { data: image.embedding, geometry });
+            Encoded { embedding, queue, upload: image.upload, preprocess: image.preprocess, encoder: image.encoder }
+        });
+        let _ = reply.send(encoded);
     }
 }
 
@@ -254,11 +262,12 @@ fn run_decoder<D: MaskDecoder>(mut decoder: D, mut queue: mpsc::Receiver<DecodeJ
 }
 
 /// Every batch size the encoder may form and the decoder run once, so that no request pays for
-/// lazy initialisation (on CUDA, cuDNN searches algorithms for every new input shape).
-fn warm_up(encoder: &mut impl ImageEncoder, decoder: &mut impl MaskDecoder, max_batch: usize) -> Result<(), ModelError> {
+/// lazy initialisation (on CUDA, cuDNN searches algorithms for every new input shape). Returns
+/// the largest batch that fit in memory.
+fn warm_up(encoder: &mut impl ImageEncoder, decoder: &mut impl MaskDecoder, max_batch: usize) -> Result<usize, ModelError> {
     let started = Instant::now();
-    let embedding = encoder.warm_up(max_batch)?;
+    let (embedding, max_batch) = encoder.warm_up(max_batch)?;
     decoder.warm_up(&embedding)?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, batch_sizes = max_batch, "warm-up done");
-    Ok(())
+    Ok(max_batch)
 }

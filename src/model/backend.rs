@@ -118,13 +118,13 @@ impl MaskRequest {
 }
 
 pub trait ImageEncoder: Send {
-    /// One embedding per input, in order; backends may run them as one batch.
-    fn encode_batch(&mut self, inputs: Vec<EncoderInput>) -> Result<Vec<EncodedImage>, ModelError>;
+    /// One embedding (or error) per input, in order; backends may run them as one batch.
+    fn encode_batch(&mut self, inputs: Vec<EncoderInput>) -> Vec<Result<EncodedImage, ModelError>>;
 
     /// Runs every batch size up to `max_batch` once, so that no request pays for first-run
     /// initialisation (on CUDA: cuDNN's algorithm search for each new input shape). Returns an
-    /// embedding for the decoder's warm-up.
-    fn warm_up(&mut self, max_batch: usize) -> Result<Embedding, ModelError>;
+    /// embedding for the decoder's warm-up and the largest batch that fit in memory.
+    fn warm_up(&mut self, max_batch: usize) -> Result<(Embedding, usize), ModelError>;
 }
 
 pub trait MaskDecoder: Send {

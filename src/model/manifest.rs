@@ -56,12 +56,20 @@ impl Manifest {
         }
     }
 
-    /// Verifies every listed file against its recorded sha256, so a half-written or swapped
-    /// export is refused at startup rather than served.
-    pub fn verify(&self, model_dir: &Path) -> Result<(), ModelError> {
+    /// Verifies the files this server will read (`needed`) against their recorded sha256, so a
+    /// half-written or swapped export is refused at startup rather than served. Other listed
+    /// files (an int8 or fp16 encoder the chosen precision never reads) may be missing.
+    pub fn verify(&self, model_dir: &Path, needed: &[&str]) -> Result<(), ModelError> {
         use sha2::{Digest, Sha256};
-        for (name, info) in &self.files {
+        for &name in needed {
             let path = model_dir.join(name);
+            if !path.is_file() {
+                return Err(ModelError::missing_file(&path));
+            }
+            let info = self.files.get(name).ok_or_else(|| ModelError::Manifest {
+                path: model_dir.join("manifest.json").display().to_string(),
+                reason: format!("{name} is not listed; export it with models/export.py so that its hash is recorded"),
+            })?;
             let bytes = std::fs::read(&path).map_err(|io| ModelError::Io { path: path.display().to_string(), io })?;
             let actual = format!("{:x}", Sha256::digest(&bytes));
             if actual != info.sha256 {
@@ -72,5 +80,10 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// Files the manifest lists that are not in `model_dir`.
+    pub fn missing(&self, model_dir: &Path) -> Vec<&str> {
+        self.files.keys().filter(|name| !model_dir.join(name.as_str()).is_file()).map(String::as_str).collect()
     }
 }

@@ -22,13 +22,16 @@ pub use segmenter::Segmenter;
 pub use status::ApiError;
 
 use crate::config::ServeConfig;
-use crate::engine::{Engine, LoadedModel};
+use crate::engine::{Engine, LoadedModel, Runtime};
 use crate::model::{Manifest, OrtModel, Preprocessor};
 use crate::proto::segmenter_server::SegmenterServer;
 use crate::session::SourceHub;
 
 /// Health's name for this service (the overall status "" follows it).
 pub const SERVICE_NAME: &str = "samstream.v1.Segmenter";
+
+/// `--encoder-max-batch` auto on a GPU: eight 1024x1024 frames per encoder call.
+const GPU_MAX_BATCH: usize = 8;
 
 /// A server accepting connections; dropped or `shutdown()`, it stops serving.
 pub struct RunningServer {
@@ -66,11 +69,19 @@ impl RunningServer {
 /// Binds `config.listen`, starts loading the model on the inference thread and serves at once:
 /// health reports NOT_SERVING until the model is loaded and warmed up.
 pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<RunningServer> {
+    // Before the engine starts: its warm-up already records metrics.
+    crate::telemetry::metrics::handle();
     let model_dir = config.model_dir.clone();
+    let needed = [config.encoder_precision.file_name(), "decoder.onnx"];
     // Hashing the graphs reads tens of megabytes: not on a runtime worker.
     let manifest = tokio::task::spawn_blocking(move || {
         let manifest = Manifest::load(&model_dir)?;
-        manifest.verify(&model_dir)?;
+        manifest.verify(&model_dir, &needed)?;
+        let mut manifest = manifest;
+        for name in manifest.missing(&model_dir).into_iter().map(str::to_string).collect::<Vec<_>>() {
+            tracing::info!(file = %name, "listed in the manifest but absent; only another --encoder-precision reads it");
+            manifest.files.remove(&name);
+        }
         Ok::<_, crate::model::ModelError>(manifest)
     })
     .await??;
@@ -80,18 +91,22 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
     let manifest = Arc::new(manifest);
     let options = config.ort_options();
     let model_dir = config.model_dir.clone();
+    let max_batch = config.encoder_max_batch;
     let engine = Engine::start(
         move || {
             let model = OrtModel::load(&model_dir, &options)?;
-            Ok(LoadedModel {
-                encoder: model.encoder,
-                decoder: model.decoder,
-                execution_provider: model.execution_provider,
-                data_path: model.data_path,
-            })
+            // Auto: batching pays on a GPU (one launch for several frames), not on a CPU, where
+            // a batch costs as much as its images one by one.
+            let max_batch = match max_batch {
+                0 if model.on_gpu => GPU_MAX_BATCH,
+                0 => 1,
+                n => n,
+            };
+            let runtime =
+                Runtime { execution_provider: model.execution_provider, data_path: model.data_path, precision: model.precision, max_batch };
+            Ok(LoadedModel { encoder: model.encoder, decoder: model.decoder, runtime })
         },
         config.queue_capacity,
-        config.encoder_max_batch,
         Preprocessor::new(config.resize),
     );
 
@@ -100,7 +115,6 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
         None => Vec::new(),
     };
     let hub = Arc::new(SourceHub::new(engine.clone(), sources, Duration::from_secs_f64(config.source_grace_secs.max(0.0))));
-    crate::telemetry::metrics::handle();
     let metrics_addr = match config.metrics_listen {
         Some(addr) => Some(crate::telemetry::metrics::serve(addr).await.with_context(|| format!("binding metrics on {addr}"))?),
         None => None,
@@ -117,11 +131,11 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
     let (serving_tx, serving) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
         match ready_engine.ready().await {
-            Ok(provider) => {
+            Ok(runtime) => {
                 for name in ["", SERVICE_NAME] {
                     health.set_service_status(name, ServingStatus::Serving).await;
                 }
-                tracing::info!(%provider, "serving");
+                tracing::info!(provider = %runtime.execution_provider, "serving");
                 serving_tx.send_replace(Some(true));
             }
             Err(e) => {

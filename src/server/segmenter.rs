@@ -156,10 +156,12 @@ impl Segmenter {
     }
 
     fn model_info(&self) -> proto::ModelInfo {
-        let (execution_provider, data_path) = match &*self.engine.state().borrow() {
-            EngineState::Ready { execution_provider, data_path } => (execution_provider.clone(), format!("{data_path:?}").to_lowercase()),
-            EngineState::Loading => ("loading".into(), String::new()),
-            EngineState::Failed(reason) => (format!("failed: {reason}"), String::new()),
+        let (execution_provider, data_path, precision, max_batch) = match &*self.engine.state().borrow() {
+            EngineState::Ready(r) => {
+                (r.execution_provider.clone(), format!("{:?}", r.data_path).to_lowercase(), r.precision.clone(), r.max_batch as u32)
+            }
+            EngineState::Loading => ("loading".into(), String::new(), String::new(), 0),
+            EngineState::Failed(reason) => (format!("failed: {reason}"), String::new(), String::new(), 0),
         };
         let m = &self.manifest;
         proto::ModelInfo {
@@ -176,6 +178,8 @@ impl Segmenter {
                 .collect(),
             onnxruntime_version: self.onnxruntime_version.clone(),
             data_path,
+            precision,
+            encoder_max_batch: max_batch,
         }
     }
 }

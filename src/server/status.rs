@@ -71,7 +71,12 @@ impl From<HubError> for ApiError {
 
 impl From<ModelError> for ApiError {
     fn from(e: ModelError) -> Self {
-        Self::Internal(format!("model: {e}"))
+        match e {
+            ModelError::OutOfMemory(_) => {
+                Self::ResourceExhausted(format!("{e}; retry with fewer objects, a smaller image or later, when other work has finished"))
+            }
+            e => Self::Internal(format!("model: {e}")),
+        }
     }
 }
 

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use tokio::sync::{broadcast, watch};
 
 use crate::engine::{Engine, ImageEmbedding};
@@ -20,6 +22,10 @@ use crate::video::{Grabber, RawFrame, SourceConfig, SourceEvent, SourceSpec, Sou
 
 /// How often an idle pump checks whether its grace period is over.
 const IDLE_CHECK: Duration = Duration::from_millis(200);
+
+/// Frames of one source in the encoder's hands at once: one encoding, the next one captured,
+/// preprocessed and queued behind it, so the encoder never waits for the pump.
+const PIPELINE_DEPTH: usize = 1;
 
 /// A frame's shared encoder output and the stage times that produced it.
 pub struct EncodedFrame {
@@ -197,12 +203,19 @@ struct Pump {
 }
 
 impl Pump {
+    /// Encodes the newest frame whenever fewer than `PIPELINE_DEPTH` are in flight, so the next
+    /// frame is captured, preprocessed and queued while the current one is in the encoder, and
+    /// publishes encoded frames in order. Frames that arrive while the pipeline is full are
+    /// skipped (latest frame wins) and counted from the sequence numbers.
     async fn run(self, mut raw: watch::Receiver<Option<Arc<RawFrame>>>, encoded: watch::Sender<Option<Arc<EncodedFrame>>>) {
         let name = self.entry.config.name.clone();
         let mut last_seq = 0u64;
         let mut idle_since: Option<Instant> = None;
+        let mut in_flight = FuturesOrdered::new();
+        let mut next_start = Instant::now();
+        let mut source_open = true;
         loop {
-            if self.running.viewer_count() == 0 {
+            if self.running.viewer_count() == 0 && in_flight.is_empty() {
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= self.grace && self.stop_if_still_idle() {
                     break;
@@ -210,8 +223,29 @@ impl Pump {
             } else {
                 idle_since = None;
             }
+            if !source_open && in_flight.is_empty() {
+                break;
+            }
+            // The fps cap (of the most demanding viewer) paces frame starts.
+            let paced = Instant::now() < next_start;
+            let room = in_flight.len() < PIPELINE_DEPTH && source_open && !paced;
             tokio::select! {
-                changed = raw.changed() => if changed.is_err() { break },
+                biased;
+                Some(result) = in_flight.next(), if !in_flight.is_empty() => {
+                    match result {
+                        Ok(frame) => {
+                            metrics::counter!(ENCODER_RUNS, "origin" => name.clone()).increment(1);
+                            encoded.send_replace(Some(Arc::new(frame)));
+                        }
+                        Err(e) => tracing::warn!(source = %name, error = %e, "frame not encoded"),
+                    }
+                    continue;
+                }
+                changed = raw.changed(), if room => if changed.is_err() {
+                    source_open = false;
+                    continue;
+                },
+                () = tokio::time::sleep_until(next_start.into()), if paced => continue,
                 () = tokio::time::sleep(IDLE_CHECK) => continue,
             }
             let Some(frame) = raw.borrow_and_update().clone() else { continue };
@@ -225,18 +259,9 @@ impl Pump {
             if self.running.viewer_count() == 0 {
                 continue; // nobody to encode for during the grace period
             }
-            let started = Instant::now();
-            match self.encode(&frame).await {
-                Ok(result) => {
-                    metrics::counter!(ENCODER_RUNS, "origin" => name.clone()).increment(1);
-                    encoded.send_replace(Some(Arc::new(result)));
-                }
-                Err(e) => tracing::warn!(source = %name, error = %e, "frame not encoded"),
-            }
             let cap = self.running.fps_cap();
-            if cap > 0.0 {
-                tokio::time::sleep_until((started + Duration::from_secs_f32(1.0 / cap)).into()).await;
-            }
+            next_start = if cap > 0.0 { Instant::now() + Duration::from_secs_f32(1.0 / cap) } else { Instant::now() };
+            in_flight.push_back(self.encode(frame));
         }
         self.running.grabber.stop();
         let mut slot = self.entry.running.lock().expect("running lock");
@@ -257,7 +282,7 @@ impl Pump {
         true
     }
 
-    async fn encode(&self, frame: &Arc<RawFrame>) -> Result<EncodedFrame, String> {
+    async fn encode(&self, frame: Arc<RawFrame>) -> Result<EncodedFrame, String> {
         let preparation = self.engine.preparation().map_err(|e| e.to_string())?;
         let pixels = frame.rgb.clone();
         let span = tracing::Span::current();

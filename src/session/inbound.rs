@@ -8,6 +8,7 @@ use std::time::Instant;
 use tokio::sync::{Notify, mpsc};
 use tonic::Status;
 
+use super::client_frames::Taken;
 use crate::proto::{self, stream_request::Msg};
 
 pub enum Inbound {
@@ -23,32 +24,39 @@ pub struct PendingFrame {
     pub received_at: Instant,
 }
 
-/// The latest client frame not yet taken by the session.
+/// The latest client frame not yet taken by the session, and how many were replaced unseen.
 #[derive(Default)]
 pub struct FrameSlot {
-    pending: Mutex<Option<PendingFrame>>,
-    dropped: Mutex<u64>,
+    state: Mutex<SlotState>,
     pub ready: Notify,
+}
+
+#[derive(Default)]
+struct SlotState {
+    pending: Option<PendingFrame>,
+    dropped: u64,
 }
 
 impl FrameSlot {
     fn put(&self, frame: PendingFrame) {
-        if self.pending.lock().expect("slot lock").replace(frame).is_some() {
-            *self.dropped.lock().expect("dropped lock") += 1;
+        let mut state = self.state.lock().expect("slot lock");
+        if state.pending.replace(frame).is_some() {
+            state.dropped += 1;
         }
+        drop(state);
         self.ready.notify_one();
     }
 
-    pub fn take(&self) -> Option<PendingFrame> {
-        self.pending.lock().expect("slot lock").take()
+    /// The pending frame with the count of frames dropped before it, read together so that a
+    /// frame replaced after this one is never counted against it.
+    pub fn take(&self) -> Option<Taken> {
+        let mut state = self.state.lock().expect("slot lock");
+        let dropped_before = state.dropped;
+        state.pending.take().map(|frame| Taken { frame, dropped_before })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pending.lock().expect("slot lock").is_none()
-    }
-
-    pub fn dropped(&self) -> u64 {
-        *self.dropped.lock().expect("dropped lock")
+        self.state.lock().expect("slot lock").pending.is_none()
     }
 }
 

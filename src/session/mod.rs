@@ -1,6 +1,7 @@
 //! Streaming sessions: shared server-side sources (`hub`), a session's prompts and tracking,
 //! and the session loop that turns frames and prompt updates into `FrameResult`s.
 
+mod client_frames;
 pub mod hub;
 mod inbound;
 mod prompts;

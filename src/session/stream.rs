@@ -9,8 +9,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tonic::Status;
 use tracing::Instrument;
 
+use super::client_frames::{self, ClientFrame};
 use super::hub::{EncodedFrame, Subscription};
-use super::inbound::{self, FrameSlot, Inbound, PendingFrame};
+use super::inbound::{self, FrameSlot, Inbound};
 use super::prompts::{PromptState, Update};
 use crate::engine::{Engine, EngineError};
 use crate::mask::{MaskOptions, object_masks};
@@ -19,8 +20,8 @@ use crate::proto::{self, stream_response::Msg};
 use crate::server::ApiError;
 use crate::server::validate::{self, PromptLimits};
 use crate::telemetry::StageTimings;
-use crate::telemetry::metrics::{ACTIVE_STREAMS, ENCODER_RUNS, STREAM_RESULTS};
-use crate::video::{ImageLimits, SourceEventKind, decode_image};
+use crate::telemetry::metrics::{ACTIVE_STREAMS, STREAM_RESULTS};
+use crate::video::{ImageLimits, SourceEventKind};
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -81,6 +82,7 @@ pub async fn run_session(
         first_seq: None,
         frames_processed: 0,
         frames_dropped: 0,
+        queue_full_drops: 0,
     };
     let reader = match source {
         SessionSource::Shared(sub) => {
@@ -111,6 +113,8 @@ struct Session {
     first_seq: Option<u64>,
     frames_processed: u64,
     frames_dropped: u64,
+    /// Client frames dropped because the encoder's queue was full.
+    queue_full_drops: u64,
 }
 
 /// Why a session stops early.
@@ -219,10 +223,16 @@ impl Session {
         self.finish(result).await;
     }
 
+    /// Frames are pipelined: while one is decoded and sent, the next one (the newest the client
+    /// sent) is decoded, preprocessed and encoded on its own task.
     async fn client_frames_loop(&mut self, slot: &FrameSlot, inbound: &mut mpsc::Receiver<Inbound>) -> Result<(), Stop> {
         self.event(proto::EventKind::Started, "client frames").await?;
         let mut inbound_open = true;
         let mut closing = self.config.closing.clone();
+        // Dropped with the loop: a frame still in the encoder when the session ends is abandoned.
+        let mut encoding = client_frames::InFlight::default();
+        let start =
+            |slot: &FrameSlot, engine: &Engine, limits| slot.take().map(|taken| client_frames::spawn_encode(engine.clone(), limits, taken));
         loop {
             tokio::select! {
                 biased;
@@ -232,14 +242,25 @@ impl Session {
                     Some(message) => self.on_inbound(message).await?,
                     None => inbound_open = false,
                 },
-                () = slot.ready.notified() => {
-                    if let Some(pending) = slot.take() {
-                        self.frames_dropped = slot.dropped();
-                        self.client_frame(pending).await?;
+                done = async { encoding.0.as_mut().expect("guarded").await }, if encoding.0.is_some() => {
+                    let (outcome, dropped_before) = done.map_err(|e| Stop::Fail(Status::internal(e.to_string())))??;
+                    if matches!(outcome, ClientFrame::QueueFull) {
+                        self.queue_full_drops += 1;
+                    }
+                    // The next frame goes to the encoder before this one is decoded.
+                    encoding.0 = start(slot, &self.engine, self.config.image_limits);
+                    self.frames_dropped = dropped_before + self.queue_full_drops;
+                    match outcome {
+                        ClientFrame::Encoded(frame) => self.process(frame, None).await?,
+                        ClientFrame::Rejected { frame_id, reason } => {
+                            self.event(proto::EventKind::Rejected, format!("frame.{reason} (frame_id {frame_id})")).await?
+                        }
+                        ClientFrame::QueueFull => {}
                     }
                 }
+                () = slot.ready.notified(), if encoding.0.is_none() => encoding.0 = start(slot, &self.engine, self.config.image_limits),
             }
-            if !inbound_open && slot.is_empty() {
+            if !inbound_open && slot.is_empty() && encoding.0.is_none() {
                 return Ok(()); // the client half-closed and every frame it sent is answered
             }
         }
@@ -278,47 +299,6 @@ impl Session {
             Some(frame) => self.process(frame, Some(received_at)).await,
             None => Ok(()),
         }
-    }
-
-    async fn client_frame(&mut self, pending: PendingFrame) -> Result<(), Stop> {
-        let PendingFrame { frame, received_at } = pending;
-        let preparation = self.engine.preparation()?;
-        let limits = self.config.image_limits;
-        let image = frame.image;
-        let prepared = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let rgb = decode_image(image.as_ref(), &limits).map_err(|e| e.to_string())?;
-            let capture = started.elapsed();
-            let (input, preprocess) = preparation.prepare(Arc::new(rgb)).map_err(|e| e.to_string())?;
-            Ok::<_, String>((input, capture, preprocess))
-        })
-        .await
-        .map_err(|e| Stop::Fail(Status::internal(e.to_string())))?;
-        let (input, capture, preprocess) = match prepared {
-            Ok(prepared) => prepared,
-            Err(reason) => return self.event(proto::EventKind::Rejected, format!("frame.{reason} (frame_id {})", frame.frame_id)).await,
-        };
-        let geometry = input.geometry();
-        let encoded = match self.engine.encode(input).await {
-            Ok(encoded) => encoded,
-            Err(EngineError::QueueFull(..)) => {
-                self.frames_dropped += 1;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        metrics::counter!(ENCODER_RUNS, "origin" => "client_frames").increment(1);
-        let mut timings = StageTimings { capture, preprocess, ..Default::default() };
-        encoded.record(&mut timings);
-        let frame = EncodedFrame {
-            seq: frame.frame_id,
-            timestamp_us: frame.timestamp_us,
-            geometry,
-            embedding: encoded.embedding,
-            timings,
-            grabbed_at: received_at,
-        };
-        self.process(Arc::new(frame), None).await
     }
 
     /// Decodes every object on `frame` and sends the result. `update` is set when a prompt

@@ -23,6 +23,7 @@ pub const SOURCE_RECONNECTS: &str = "samstream_source_reconnects_total";
 pub const JOBS_SKIPPED: &str = "samstream_jobs_skipped_total";
 pub const REQUESTS_REFUSED: &str = "samstream_requests_refused_total";
 pub const ENCODER_BATCHED_IMAGES: &str = "samstream_encoder_batched_images_total";
+pub const ENCODER_BATCHES: &str = "samstream_encoder_batches_total";
 pub const RESIDENT_MEMORY: &str = "samstream_process_resident_memory_bytes";
 
 /// Seconds; from 1 ms (decoder on a GPU) to 10 s (a queued encoder on a slow CPU).
@@ -51,6 +52,10 @@ pub fn handle() -> &'static PrometheusHandle {
         metrics::describe_counter!(JOBS_SKIPPED, "Queued model jobs skipped because their caller had gone (deadline, cancel, disconnect)");
         metrics::describe_counter!(REQUESTS_REFUSED, "Calls refused by the concurrency limits");
         metrics::describe_counter!(ENCODER_BATCHED_IMAGES, "Images encoded in a batch of two or more (--encoder-max-batch)");
+        metrics::describe_counter!(
+            ENCODER_BATCHES,
+            "Encoder runs by batch size, warm-up included (every size up to the max runs once at start)"
+        );
         metrics::describe_gauge!(RESIDENT_MEMORY, metrics::Unit::Bytes, "Resident set size of the server process");
         handle
     })

@@ -18,7 +18,22 @@ use super::placement::Placement;
 use super::{Embedding, check_shape};
 use crate::model::backend::{MaskDecoder, MaskRequest};
 use crate::model::prompt::PromptTokens;
-use crate::model::{ImageGeometry, LOW_RES, MASK_TOKENS, ModelError};
+use crate::model::{IMAGE_SIZE, ImageGeometry, LOW_RES, MASK_TOKENS, ModelError};
+
+/// Device memory the postprocessing of one decoder call may take. Many objects on a large image
+/// are decoded in several calls rather than failing for lack of memory.
+const POSTPROCESS_BUDGET: usize = 512 << 20;
+
+/// Objects per decoder call within `POSTPROCESS_BUDGET`: per returned token, its logits at
+/// 1024x1024 and at the original size (float32), its mask (bytes) and its low-res logits.
+fn objects_per_call(request: &MaskRequest) -> usize {
+    let g = request.geometry;
+    let per_token = IMAGE_SIZE * IMAGE_SIZE * 4 + g.width * g.height * 5 + LOW_RES * LOW_RES * 4;
+    (POSTPROCESS_BUDGET / (per_token * request.tokens().len())).max(1)
+}
+
+/// Object counts the decoder runs once before serving on a GPU.
+const WARMED_UP_OBJECT_COUNTS: [usize; 4] = [1, 2, 4, 8];
 
 /// `mask_input` and `has_mask_input` for a number of objects, kept bound between calls: they
 /// are uploaded again only when a tracked object's mask changes them.
@@ -148,11 +163,14 @@ impl MaskDecoder for OrtDecoder {
         lengths.sort_unstable();
         lengths.dedup();
         let mut decoded = DecodedObjects::with_capacity(objects.len());
+        let per_call = if self.postprocess.is_some() { objects_per_call(&request) } else { usize::MAX };
         for length in lengths {
             let indices: Vec<usize> = (0..objects.len()).filter(|&i| objects[i].len() == length).collect();
-            let group: Vec<&PromptTokens> = indices.iter().map(|&i| &objects[i]).collect();
-            let (iou, masks) = self.decode_group(embedding, &group, request, &mut timings)?;
-            decoded.push_group(&indices, iou, masks);
+            for part in indices.chunks(per_call) {
+                let group: Vec<&PromptTokens> = part.iter().map(|&i| &objects[i]).collect();
+                let (iou, masks) = self.decode_group(embedding, &group, request, &mut timings)?;
+                decoded.push_group(part, iou, masks);
+            }
         }
         decoded.timings = timings;
         Ok(decoded)
@@ -161,10 +179,31 @@ impl MaskDecoder for OrtDecoder {
     fn warm_up(&mut self, embedding: &Embedding) -> Result<(), ModelError> {
         let geometry = ImageGeometry::new(64, 48);
         let tokens = PromptTokens { coords: vec![[32.0, 24.0], [0.0, 0.0]], labels: vec![1.0, -1.0], mask_input: None };
-        for multimask in [false, true] {
-            let request = MaskRequest { geometry, multimask, keep_low_res: true };
-            self.decode(embedding, std::slice::from_ref(&tokens), request)?;
+        // On a GPU each new object count allocates and picks kernels on its first call; on the
+        // CPU there is nothing to initialise per count.
+        let counts: &[usize] = if self.placement.device_is_host() { &[1] } else { &WARMED_UP_OBJECT_COUNTS };
+        for &count in counts {
+            for multimask in [false, true] {
+                let request = MaskRequest { geometry, multimask, keep_low_res: true };
+                self.decode(embedding, &vec![tokens.clone(); count], request)?;
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_images_with_many_candidates_are_postprocessed_in_parts() {
+        let request = |w, h, multimask| MaskRequest { geometry: ImageGeometry::new(w, h), multimask, keep_low_res: false };
+        // 720p, one token: the default 64 objects fit in two calls; three tokens on a 16
+        // megapixel image: two objects per call (about 0.5 GB of device memory each).
+        assert_eq!(objects_per_call(&request(1280, 720, false)), 59);
+        assert_eq!(objects_per_call(&request(1280, 720, true)), 19);
+        assert_eq!(objects_per_call(&request(4096, 4096, true)), 2);
+        assert_eq!(objects_per_call(&request(16384, 16384, true)), 1, "never zero");
     }
 }

@@ -50,7 +50,7 @@ pub struct PreprocessTimes {
 impl DevicePreprocess {
     /// The preprocessing graph on the provider `options` choose, always with exact math.
     pub fn load(options: &OrtOptions) -> Result<Self, ModelError> {
-        let (session, placement) = stage_session(options, preprocess::build()?, true)?;
+        let (session, placement) = stage_session(options, preprocess::build()?)?;
         Self::new(session, placement)
     }
 
@@ -141,7 +141,7 @@ pub struct DevicePostprocess {
 impl DevicePostprocess {
     /// The postprocessing graph on the provider `options` choose, always with exact math.
     pub fn load(options: &OrtOptions) -> Result<Self, ModelError> {
-        let (session, placement) = stage_session(options, postprocess::build()?, true)?;
+        let (session, placement) = stage_session(options, postprocess::build()?)?;
         Self::new(session, placement)
     }
 
@@ -225,7 +225,7 @@ pub struct PickEmbedding {
 
 impl PickEmbedding {
     pub fn load(options: &OrtOptions) -> Result<Self, ModelError> {
-        let (session, placement) = stage_session(options, pick::build()?, true)?;
+        let (session, placement) = stage_session(options, pick::build()?)?;
         Self::new(session, placement)
     }
 

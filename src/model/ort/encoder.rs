@@ -14,6 +14,7 @@ use super::placement::{HostTensorPool, Placement, PooledTensor};
 use super::{Embedding, check_shape};
 use crate::model::backend::{EncodedImage, EncoderInput, ImageEncoder, RgbFrame};
 use crate::model::{EMBEDDING_CHANNELS, EMBEDDING_GRID, IMAGE_SIZE, ModelError, PreprocessedImage};
+use crate::telemetry::metrics::ENCODER_BATCHES;
 
 const INPUT: &str = "image";
 const OUTPUT: &str = "image_embeddings";
@@ -62,31 +63,38 @@ impl OrtEncoder {
         Ok(Self { session, binding, placement, preprocess, pick, device_allocator, device_inputs: HashMap::new(), host_inputs })
     }
 
-    /// Fills the encoder input from the host-preprocessed images and binds it (uploading it on a
-    /// GPU). The upload time is each image's: they all waited for it. Returns the input too,
-    /// which must stay alive until the run.
-    fn bind_preprocessed(&mut self, images: Vec<PreprocessedImage>) -> Result<(Vec<PreprocessTimes>, Option<HostFeed>), ModelError> {
-        let count = images.len();
+    /// Binds host-preprocessed images as the encoder input (uploading it on a GPU): one image
+    /// owned by the caller is handed over as it is where device memory is the host's, else the
+    /// images are copied into one pooled (page-locked on CUDA) batch. The upload time is each
+    /// image's: they all waited for it. The feed must stay alive until the run.
+    fn bind_host_images(
+        &mut self,
+        owned: Option<PreprocessedImage>,
+        borrowed: &[&PreprocessedImage],
+    ) -> Result<(Vec<PreprocessTimes>, HostFeed), ModelError> {
         let started = Instant::now();
-        let feed = if count == 1 && self.placement.device_is_host() {
-            // Already in the right memory: hand the array over without a copy.
-            HostFeed::Array(Tensor::from_array(images.into_iter().next().expect("one image").tensor)?.upcast())
-        } else {
-            let shape = [count as i64, 3, IMAGE_SIZE as i64, IMAGE_SIZE as i64];
-            let mut batch = self.host_inputs.take(TensorElementType::Float32, &shape)?;
-            for (slot, image) in batch.data_mut::<f32>()?.chunks_exact_mut(IMAGE_ELEMENTS).zip(&images) {
-                let pixels =
-                    image.tensor.as_slice().ok_or_else(|| ModelError::Shape { name: "image", shape: image.tensor.shape().to_vec() })?;
-                slot.copy_from_slice(pixels);
-            }
-            HostFeed::Pooled(batch)
+        let (count, feed) = match owned {
+            Some(image) if self.placement.device_is_host() => (1, HostFeed::Array(Tensor::from_array(image.tensor)?.upcast())),
+            Some(image) => (1, HostFeed::Pooled(self.copy_into_batch(&[&image])?)),
+            None => (borrowed.len(), HostFeed::Pooled(self.copy_into_batch(borrowed)?)),
         };
         let upload = started.elapsed() + self.placement.bind_and_upload(&mut self.binding, INPUT, feed.tensor())?;
-        Ok((vec![PreprocessTimes { upload, ..Default::default() }; count], Some(feed)))
+        Ok((vec![PreprocessTimes { upload, ..Default::default() }; count], feed))
+    }
+
+    fn copy_into_batch(&mut self, images: &[&PreprocessedImage]) -> Result<PooledTensor, ModelError> {
+        let shape = [images.len() as i64, 3, IMAGE_SIZE as i64, IMAGE_SIZE as i64];
+        let mut batch = self.host_inputs.take(TensorElementType::Float32, &shape)?;
+        for (slot, image) in batch.data_mut::<f32>()?.chunks_exact_mut(IMAGE_ELEMENTS).zip(images) {
+            let pixels =
+                image.tensor.as_slice().ok_or_else(|| ModelError::Shape { name: "image", shape: image.tensor.shape().to_vec() })?;
+            slot.copy_from_slice(pixels);
+        }
+        Ok(batch)
     }
 
     /// Uploads each frame and runs the preprocessing graph into its slot of the batch input.
-    fn preprocess_on_device(&mut self, frames: &[RgbFrame]) -> Result<Vec<PreprocessTimes>, ModelError> {
+    fn preprocess_on_device(&mut self, frames: &[&RgbFrame]) -> Result<Vec<PreprocessTimes>, ModelError> {
         let preprocess = self.preprocess.as_mut().ok_or_else(|| ModelError::Image("this encoder takes host-preprocessed images".into()))?;
         let count = frames.len();
         if !self.device_inputs.contains_key(&count) {
@@ -115,9 +123,19 @@ impl OrtEncoder {
     }
 }
 
-impl ImageEncoder for OrtEncoder {
-    fn encode_batch(&mut self, inputs: Vec<EncoderInput>) -> Result<Vec<EncodedImage>, ModelError> {
-        let count = inputs.len();
+impl OrtEncoder {
+    fn encode_one(&mut self, input: EncoderInput) -> Result<EncodedImage, ModelError> {
+        let (times, feed) = match input {
+            EncoderInput::Preprocessed(image) => {
+                let (times, feed) = self.bind_host_images(Some(image), &[])?;
+                (times, Some(feed))
+            }
+            EncoderInput::Pixels(frame) => (self.preprocess_on_device(&[&frame])?, None),
+        };
+        Ok(self.run(times, feed)?.pop().expect("one image in, one embedding out"))
+    }
+
+    fn encode_many(&mut self, inputs: &[EncoderInput]) -> Result<Vec<EncodedImage>, ModelError> {
         let mut preprocessed = Vec::new();
         let mut frames = Vec::new();
         for input in inputs {
@@ -126,12 +144,21 @@ impl ImageEncoder for OrtEncoder {
                 EncoderInput::Pixels(frame) => frames.push(frame),
             }
         }
-        let (times, _feed) = match (preprocessed.is_empty(), frames.is_empty()) {
-            (true, true) => return Ok(Vec::new()),
-            (false, true) => self.bind_preprocessed(preprocessed)?,
+        let (times, feed) = match (preprocessed.is_empty(), frames.is_empty()) {
+            (false, true) => {
+                let (times, feed) = self.bind_host_images(None, &preprocessed)?;
+                (times, Some(feed))
+            }
             (true, false) => (self.preprocess_on_device(&frames)?, None),
-            (false, false) => return Err(ModelError::Batch("a batch mixes host-preprocessed images and raw frames".into())),
+            _ => return Err(ModelError::Batch("a batch mixes host-preprocessed images and raw frames".into())),
         };
+        self.run(times, feed)
+    }
+
+    /// Runs the encoder on the bound input (`times.len()` images) and splits its output into one
+    /// embedding per image. `_feed` is the host input, kept alive until the run is over.
+    fn run(&mut self, times: Vec<PreprocessTimes>, _feed: Option<HostFeed>) -> Result<Vec<EncodedImage>, ModelError> {
+        let count = times.len();
         let started = Instant::now();
         self.binding.bind_output_to_device(OUTPUT, self.placement.device_memory())?;
         let result =
@@ -141,20 +168,51 @@ impl ImageEncoder for OrtEncoder {
         check_shape(&output, OUTPUT, &[count, EMBEDDING_CHANNELS, EMBEDDING_GRID, EMBEDDING_GRID])?;
         let embeddings = if count == 1 { vec![output] } else { self.pick.split(&output)? };
         let encoder = started.elapsed();
+        metrics::counter!(ENCODER_BATCHES, "size" => count.to_string()).increment(1);
         Ok(embeddings
             .into_iter()
             .zip(times)
             .map(|(tensor, t)| EncodedImage { embedding: Embedding(tensor), upload: t.upload, preprocess: t.preprocess, encoder })
             .collect())
     }
+}
 
-    fn warm_up(&mut self, max_batch: usize) -> Result<Embedding, ModelError> {
-        let mut last = None;
-        for count in 1..=max_batch.max(1) {
-            let inputs = (0..count).map(|_| self.warm_up_input()).collect::<Result<Vec<_>, _>>()?;
-            last = self.encode_batch(inputs)?.pop();
+impl ImageEncoder for OrtEncoder {
+    fn encode_batch(&mut self, inputs: Vec<EncoderInput>) -> Vec<Result<EncodedImage, ModelError>> {
+        if inputs.len() <= 1 {
+            return inputs.into_iter().map(|input| self.encode_one(input)).collect();
         }
-        Ok(last.expect("at least batch size 1 ran").embedding)
+        match self.encode_many(&inputs) {
+            Ok(images) => images.into_iter().map(Ok).collect(),
+            // A batch that does not fit in device memory is retried image by image, so that
+            // only the images that do not fit on their own fail.
+            Err(ModelError::OutOfMemory(reason)) => {
+                tracing::warn!(images = inputs.len(), %reason, "batch out of memory; encoding its images one by one");
+                inputs.into_iter().map(|input| self.encode_one(input)).collect()
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                inputs.iter().map(|_| Err(ModelError::Batch(reason.clone()))).collect()
+            }
+        }
+    }
+
+    fn warm_up(&mut self, max_batch: usize) -> Result<(Embedding, usize), ModelError> {
+        let single = self.warm_up_input()?;
+        let embedding = self.encode_one(single)?.embedding;
+        for count in 2..=max_batch {
+            // Each size as one batch (no fallback to single images, as encode_batch would).
+            let inputs = (0..count).map(|_| self.warm_up_input()).collect::<Result<Vec<_>, _>>()?;
+            match self.encode_many(&inputs) {
+                Ok(_) => {}
+                Err(ModelError::OutOfMemory(reason)) => {
+                    tracing::warn!(batch = count, %reason, "a batch of this size does not fit in memory; batching at most {}", count - 1);
+                    return Ok((embedding, count - 1));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((embedding, max_batch.max(1)))
     }
 }
 

@@ -7,6 +7,7 @@ mod decoder;
 mod device_stages;
 mod encoder;
 pub mod graphs;
+mod memory_limit;
 mod options;
 mod placement;
 
@@ -22,7 +23,7 @@ pub use decoded::{BinaryMask, DecodeTimings, DecodedObjects, MaskGroup};
 pub use decoder::OrtDecoder;
 pub use device_stages::{DevicePostprocess, DevicePreprocess, PickEmbedding, PostprocessOutputs, PreprocessTimes};
 pub use encoder::OrtEncoder;
-pub use options::{Device, DeviceFallback, EncoderPrecision, GraphOptimization, OrtOptions, Provider};
+pub use options::{Device, DeviceFallback, EncoderPrecision, GraphKind, GraphOptimization, OrtOptions, Provider};
 pub use placement::{HostTensorPool, Placement, PooledTensor};
 
 use super::ModelError;
@@ -47,7 +48,11 @@ pub(crate) fn environment(options: &OrtOptions) -> Result<&'static Environment, 
                     .map_err(|e| e.to_string())?;
                 builder = builder.with_global_thread_pool(pool);
             }
-            builder.build().map_err(|e| e.to_string())
+            let env = builder.build().map_err(|e| e.to_string())?;
+            if options.memory_limit > 0 {
+                memory_limit::register_cpu_arena(&env, options.memory_limit)?;
+            }
+            Ok(env)
         })
         .as_ref()
         .map_err(|reason| ModelError::Runtime { path: library.display().to_string(), reason: reason.clone() })
@@ -82,14 +87,18 @@ pub struct OrtModel {
     pub execution_provider: String,
     /// Where pre- and postprocessing run, `auto` resolved.
     pub data_path: DataPath,
+    /// The arithmetic the encoder runs with (`fp32 (exact)`, ...).
+    pub precision: String,
+    /// Whether the graphs run on a GPU (not the CPU provider, nor a fallback to it).
+    pub on_gpu: bool,
 }
 
 impl OrtModel {
     pub fn load(model_dir: &Path, options: &OrtOptions) -> Result<Self, ModelError> {
         let env = environment(options)?;
         let encoder_file = options.encoder_precision.file_name();
-        let (encoder_session, provider) = open(env, options, &model_dir.join(encoder_file), encoder_file)?;
-        let (decoder_session, _) = open(env, options, &model_dir.join("decoder.onnx"), "decoder.onnx")?;
+        let (encoder_session, provider) = open(env, options, &model_dir.join(encoder_file), GraphKind::Encoder)?;
+        let (decoder_session, _) = open(env, options, &model_dir.join("decoder.onnx"), GraphKind::Decoder)?;
         let placement = Placement::for_provider(&provider)?;
         let data_path = match options.data_path {
             DataPath::Auto if placement.device_is_host() => DataPath::Host,
@@ -105,6 +114,7 @@ impl OrtModel {
         tracing::info!(
             provider = %provider.name,
             encoder = encoder_file,
+            precision = %options.precision(provider.gpu.is_some()),
             data_path = ?data_path,
             intra_threads = options.intra_threads_or_cores(),
             inter_threads = options.inter_threads,
@@ -114,23 +124,22 @@ impl OrtModel {
             shared_thread_pool = options.shared_thread_pool,
             "onnxruntime sessions ready"
         );
-        Ok(Self { encoder, decoder, execution_provider: provider.name, data_path })
+        let on_gpu = provider.gpu.is_some();
+        Ok(Self { encoder, decoder, execution_provider: provider.name, data_path, precision: options.precision(on_gpu), on_gpu })
     }
 }
 
-/// A session for a built graph on the provider `options` choose, and where its tensors live.
-/// `exact`: no reduced-precision math even with `--tf32` (resampling must stay bit-exact).
-pub(crate) fn stage_session(options: &OrtOptions, model: ort::editor::Model, exact: bool) -> Result<(Session, Placement), ModelError> {
-    let (builder, provider) = options.session_builder(environment(options)?, exact)?;
+/// A session for a built graph on the provider `options` choose (exact math), and where its
+/// tensors live.
+pub(crate) fn stage_session(options: &OrtOptions, model: ort::editor::Model) -> Result<(Session, Placement), ModelError> {
+    let (builder, provider) = options.session_builder(environment(options)?, GraphKind::Stage)?;
     Ok((graphs::session(model, builder)?, Placement::for_provider(&provider)?))
 }
 
-fn open(env: &Environment, options: &OrtOptions, path: &Path, name: &str) -> Result<(Session, Provider), ModelError> {
+fn open(env: &Environment, options: &OrtOptions, path: &Path, kind: GraphKind) -> Result<(Session, Provider), ModelError> {
     if !path.is_file() {
-        let hint =
-            if name == "encoder_int8.onnx" { "missing; export with models/export.py --int8" } else { "missing; run models/export.py" };
-        return Err(ModelError::Io { path: path.display().to_string(), io: std::io::Error::new(std::io::ErrorKind::NotFound, hint) });
+        return Err(ModelError::missing_file(path));
     }
-    let (mut builder, provider) = options.session_builder(env, false)?;
+    let (mut builder, provider) = options.session_builder(env, kind)?;
     Ok((builder.commit_from_file(path)?, provider))
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use ort::ep::cuda::ConvAlgorithmSearch;
 use ort::ep::{self, ExecutionProvider};
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
@@ -93,14 +94,16 @@ impl From<GraphOptimization> for GraphOptimizationLevel {
     }
 }
 
-/// Which encoder graph to run: the exact fp32 export, or `export.py --int8`'s dynamically
-/// quantised one (faster on CPUs, logits slightly off; fidelity in BENCHMARKS.md).
+/// Which encoder graph to run: the exact fp32 export, `export.py --int8`'s dynamically
+/// quantised one (faster on CPUs) or `export.py --fp16`'s half-precision one (faster on GPUs);
+/// the last two are not exact (fidelity in BENCHMARKS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EncoderPrecision {
     #[default]
     Fp32,
     Int8,
+    Fp16,
 }
 
 impl EncoderPrecision {
@@ -108,6 +111,16 @@ impl EncoderPrecision {
         match self {
             EncoderPrecision::Fp32 => "encoder.onnx",
             EncoderPrecision::Int8 => "encoder_int8.onnx",
+            EncoderPrecision::Fp16 => "encoder_fp16.onnx",
+        }
+    }
+
+    /// The `export.py` flag that writes this precision's file (fp32's is always written).
+    pub fn export_flag(self) -> Option<&'static str> {
+        match self {
+            EncoderPrecision::Fp32 => None,
+            EncoderPrecision::Int8 => Some("--int8"),
+            EncoderPrecision::Fp16 => Some("--fp16"),
         }
     }
 }
@@ -136,6 +149,9 @@ pub struct OrtOptions {
     pub data_path: DataPath,
     /// Let CUDA use TF32 for float32 matrix products and convolutions (faster, not exact).
     pub tf32: bool,
+    /// Most bytes of tensor memory, 0 = no limit: per session on CUDA (`gpu_mem_limit`), one
+    /// arena shared by all sessions on the CPU provider. A run needing more fails.
+    pub memory_limit: usize,
 }
 
 impl Default for OrtOptions {
@@ -153,11 +169,22 @@ impl Default for OrtOptions {
             shared_thread_pool: true,
             data_path: DataPath::Auto,
             tf32: false,
+            memory_limit: 0,
         }
     }
 }
 
 impl OrtOptions {
+    /// The arithmetic the encoder runs with, as GetModelInfo and the startup log say it.
+    pub fn precision(&self, gpu: bool) -> String {
+        match self.encoder_precision {
+            EncoderPrecision::Fp32 if gpu && self.tf32 => "fp32 with TF32 (fast, not exact)".into(),
+            EncoderPrecision::Fp32 => "fp32 (exact)".into(),
+            EncoderPrecision::Int8 => "int8 encoder (dynamic quantisation, not exact)".into(),
+            EncoderPrecision::Fp16 => "fp16 encoder (not exact)".into(),
+        }
+    }
+
     pub fn intra_threads_or_cores(&self) -> usize {
         match self.intra_threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
@@ -165,14 +192,13 @@ impl OrtOptions {
         }
     }
 
-    /// A session builder with threads, optimisation and providers applied, and the provider
-    /// that will really run the graph, so the startup log and GetModelInfo tell the truth after
-    /// a fallback. `exact`: no reduced-precision math even if `tf32` is set (the resampling
-    /// graph must stay bit-exact).
+    /// A session builder with threads, optimisation and providers applied for a `kind` of
+    /// graph, and the provider that will really run it, so the startup log and GetModelInfo
+    /// tell the truth after a fallback.
     pub(super) fn session_builder(
         &self,
         env: &ort::environment::Environment,
-        exact: bool,
+        kind: GraphKind,
     ) -> Result<(SessionBuilder, Provider), ModelError> {
         let mut builder = SessionBuilder::new(env)?
             .with_optimization_level(self.optimization.into())?
@@ -181,8 +207,12 @@ impl OrtOptions {
             .with_parallel_execution(self.inter_threads > 1)?
             .with_intra_op_spinning(self.spinning)?
             .with_inter_op_spinning(self.spinning)?;
-        let tf32 = self.tf32 && !exact;
-        let cuda = |id: i32| ep::CUDA::default().with_device_id(id).with_tf32(tf32);
+        let tf32 = self.tf32 && kind != GraphKind::Stage;
+        let search = if kind == GraphKind::Encoder { ConvAlgorithmSearch::Exhaustive } else { ConvAlgorithmSearch::Heuristic };
+        let cuda = |id: i32| {
+            let cuda = ep::CUDA::default().with_device_id(id).with_tf32(tf32).with_conv_algorithm_search(search.clone());
+            if self.memory_limit > 0 { cuda.with_memory_limit(self.memory_limit) } else { cuda }
+        };
         let gpu = match self.device {
             Device::Cpu => None,
             Device::Cuda(id) => Some(register(&mut builder, "CUDAExecutionProvider", cuda(id)).map(|name| (name, id))),
@@ -211,8 +241,26 @@ impl OrtOptions {
             }
         };
         builder = builder.with_execution_providers([ep::CPU::default().with_arena_allocator(self.cpu_arena).build()])?;
+        if self.memory_limit > 0 && provider.gpu.is_none() {
+            // The capped arena registered with the environment (see memory_limit.rs).
+            builder = builder.with_env_allocators()?;
+        }
         Ok((builder, provider))
     }
+}
+
+/// Which graph a session runs: decides its math and cuDNN's algorithm search on CUDA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphKind {
+    /// TinyViT: float32 (TF32 with `--tf32`); cuDNN benchmarks every algorithm once per input
+    /// shape, which is why every batch size is warmed up before serving.
+    Encoder,
+    /// SAM's prompt encoder and mask decoder: small convolutions over a number of objects that
+    /// varies per call, so cuDNN's heuristics pick algorithms without a search per count.
+    Decoder,
+    /// The built pre/postprocessing graphs: always exact float math (the resampling must stay
+    /// bit-exact), heuristic algorithm choice.
+    Stage,
 }
 
 /// The execution provider a session really got.
