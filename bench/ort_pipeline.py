@@ -14,7 +14,6 @@ import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 IMAGE_SIZE = 1024
 MEAN = np.array([123.675, 116.28, 103.53], np.float32)
@@ -26,17 +25,28 @@ def resized_size(height: int, width: int) -> tuple[int, int]:
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
+def coco_rle(masks: np.ndarray):
+    """pycocotools' RLE of `[H, W, N]` masks, or None where pycocotools is not installed (the
+    GPU machines): the encoding is then left out of the pipeline's time."""
+    try:
+        from pycocotools import mask as mask_utils
+    except ImportError:
+        return None
+    return mask_utils.encode(np.asfortranarray(masks))
+
+
 class OrtPipeline:
-    def __init__(self, model_dir: Path, encoder_file: str = "encoder.onnx", threads: int = 0) -> None:
+    def __init__(self, model_dir: Path, encoder_file: str = "encoder.onnx", threads: int = 0, providers: list | None = None) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
-        providers = ["CPUExecutionProvider"]
+        providers = providers or ["CPUExecutionProvider"]
         self.encoder = ort.InferenceSession(str(model_dir / encoder_file), options, providers=providers)
         self.decoder = ort.InferenceSession(str(model_dir / "decoder.onnx"), options, providers=providers)
 
-    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def preprocess(rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
         nh, nw = resized_size(h, w)
         resized = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR), np.float32)
@@ -102,7 +112,6 @@ class OrtPipeline:
         t = time.perf_counter()
         # Single-mask output (token 0), as samstream returns it by default.
         logits = self.upscale(low_res[:, :1], rgb.shape[:2])
-        masks = np.asfortranarray((logits[:, 0] > 0).transpose(1, 2, 0).astype(np.uint8))
-        rles = mask_utils.encode(masks)
+        rles = coco_rle((logits[:, 0] > 0).transpose(1, 2, 0).astype(np.uint8))
         times["postprocess"] = time.perf_counter() - t
         return {"times": times, "rles": rles, "iou": iou}

@@ -25,12 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "models"))
-from ort_pipeline import OrtPipeline  # noqa: E402
+from ort_pipeline import OrtPipeline, coco_rle  # noqa: E402
 
 
 def spread_points(count: int, width: int, height: int) -> list[list[float]]:
@@ -100,7 +99,7 @@ def bench_pytorch(model_dir: Path, image: Path, counts: list[int], runs: int, ch
                     m, _, _ = predictor.predict(point_coords=np.array([[x, y]]), point_labels=np.array([label]), multimask_output=False)
                     masks.append(m[0])
                 predict_s = time.perf_counter() - t
-                mask_utils.encode(np.asfortranarray(np.stack(masks, axis=-1).astype(np.uint8)))
+                coco_rle(np.stack(masks, axis=-1).astype(np.uint8))
                 if run == 0:
                     continue
                 totals.append(time.perf_counter() - started)

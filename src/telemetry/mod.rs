@@ -13,7 +13,10 @@ fn filter() -> EnvFilter {
 }
 
 pub fn init_logging() {
-    let _ = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).try_init();
+    use std::io::IsTerminal;
+    // Colours only on a terminal: logs written to files and collectors stay greppable.
+    let ansi = std::io::stderr().is_terminal();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }
 
 /// For tests: output goes through the test harness's capture (shown only for failing tests).
