@@ -81,7 +81,11 @@ async fn a_source_is_pipelined_through_the_encoder_in_order() {
     // A 10 fps source always has a new frame while the CPU encoder (hundreds of ms) is busy.
     let queued: Vec<u64> = results[1..].iter().map(|r| r.timing.unwrap().queue_us).collect();
     let waiting = queued.iter().filter(|&&us| us >= 50_000).count();
-    assert!(waiting * 2 > queued.len(), "frames wait in the encoder queue behind the current one: queue us {queued:?}");
+    let frames: Vec<(u64, u64)> = results.iter().map(|r| (r.frame_id, r.timing.unwrap().encoder_us)).collect();
+    assert!(
+        waiting * 2 > queued.len(),
+        "frames wait in the encoder queue behind the current one: queue us {queued:?}, (frame, encoder us) {frames:?}"
+    );
     drop(stream);
     server.shutdown().await.unwrap();
 }

@@ -25,7 +25,7 @@ const IDLE_CHECK: Duration = Duration::from_millis(200);
 
 /// Frames of one source in the encoder's hands at once: one encoding, the next one captured,
 /// preprocessed and queued behind it, so the encoder never waits for the pump.
-const PIPELINE_DEPTH: usize = 1;
+const PIPELINE_DEPTH: usize = 2;
 
 /// A frame's shared encoder output and the stage times that produced it.
 pub struct EncodedFrame {
