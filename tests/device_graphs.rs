@@ -8,6 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::parity::{MAX_SIGN_DISAGREEMENT, MIN_CORRELATION, load_cases, pearson, prompt, read_logits, read_rgb, sign_disagreement};
 use opencv::prelude::*;
 use ort::value::Tensor;
 use samstream::model::ort::{DevicePostprocess, DevicePreprocess};
@@ -15,21 +16,13 @@ use samstream::model::postprocess::{threshold, upscale_logits};
 use samstream::model::preprocess::{PIXEL_MEAN, PIXEL_STD};
 use samstream::model::prompt::PromptTokens;
 use samstream::model::{
-    BoxPrompt, DataPath, ImageEncoder, ImageGeometry, LOW_RES, MASK_TOKENS, MaskDecoder, MaskRequest, ObjectPrompt, OrtModel, OrtOptions,
-    PointPrompt, Preprocessor, PromptLabel, RgbFrame,
+    DataPath, ImageEncoder, ImageGeometry, LOW_RES, MASK_TOKENS, MaskDecoder, MaskRequest, OrtModel, OrtOptions, Preprocessor, RgbFrame,
 };
-use serde::Deserialize;
 
 const IMAGES: [&str; 4] = ["landscape", "small", "portrait", "square"];
 
 fn options() -> OrtOptions {
     OrtOptions { library: common::ort_lib(), intra_threads: 1, ..Default::default() }
-}
-
-fn read_rgb(file: &str) -> opencv::core::Mat {
-    let image = samstream::proto::Image { kind: Some(samstream::proto::image::Kind::Encoded(common::png_bytes(file))) };
-    let limits = samstream::video::ImageLimits { max_pixels: u64::MAX, max_bytes: usize::MAX };
-    samstream::video::decode_image(Some(&image), &limits).expect("fixture decodes")
 }
 
 fn swapped(rgb: &opencv::core::Mat) -> opencv::core::Mat {
@@ -98,58 +91,6 @@ fn a_bgr_frame_fails_the_preprocessing_check() {
     assert!(differing > bytes.len() / 10, "the check must see a channel swap: only {differing} bytes differ");
 }
 
-#[derive(Deserialize)]
-struct Cases {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    image: String,
-    width: usize,
-    height: usize,
-    points: Vec<[f32; 3]>,
-    #[serde(rename = "box")]
-    bbox: Option<[f32; 4]>,
-    multimask: bool,
-    logits_file: String,
-}
-
-fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(common::parity_dir().join("cases.json")).expect("cases.json");
-    serde_json::from_str::<Cases>(&text).expect("valid cases.json").cases
-}
-
-fn prompt(case: &Case) -> ObjectPrompt {
-    let points = case
-        .points
-        .iter()
-        .map(|&[x, y, label]| PointPrompt { x, y, label: if label == 1.0 { PromptLabel::Positive } else { PromptLabel::Negative } })
-        .collect();
-    ObjectPrompt { object_id: 1, points, bbox: case.bbox.map(|[x0, y0, x1, y1]| BoxPrompt { x0, y0, x1, y1 }), mask_input: None }
-}
-
-fn reference_logits(case: &Case) -> Vec<f32> {
-    let bytes = std::fs::read(common::parity_dir().join(&case.logits_file)).expect("logits file");
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
-}
-
-fn pearson(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let (mut sa, mut sb, mut saa, mut sbb, mut sab) = (0f64, 0f64, 0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(x), f64::from(y));
-        (sa, sb, saa, sbb, sab) = (sa + x, sb + y, saa + x * x, sbb + y * y, sab + x * y);
-    }
-    (sab - sa * sb / n) / ((saa - sa * sa / n).sqrt() * (sbb - sb * sb / n).sqrt())
-}
-
-fn sign_disagreement(ours: &[f32], reference: &[f32]) -> f64 {
-    let confident: Vec<(f32, f32)> = ours.iter().zip(reference).filter(|(_, r)| r.abs() > 0.05).map(|(&o, &r)| (o, r)).collect();
-    confident.iter().filter(|(o, r)| (*o > 0.0) != (*r > 0.0)).count() as f64 / confident.len().max(1) as f64
-}
-
 /// Per case: the worst correlation and sign disagreement of the postprocessing graph's logits
 /// against the official predictor, and the fraction of mask pixels where the graph's masks
 /// differ from the host's OpenCV masks. `geometry_of` may alter the geometry the graph is told.
@@ -160,7 +101,7 @@ fn postprocess_figures(geometry_of: impl Fn(ImageGeometry) -> ImageGeometry) -> 
     let mut figures = Vec::new();
     let mut last_image = String::new();
     let mut embedding = None;
-    for case in cases() {
+    for case in load_cases() {
         let rgb = read_rgb(&case.image);
         let geometry = ImageGeometry::new(case.width, case.height);
         if case.image != last_image {
@@ -176,14 +117,14 @@ fn postprocess_figures(geometry_of: impl Fn(ImageGeometry) -> ImageGeometry) -> 
         let returned = request.tokens();
         let logits = graph.logits(&low_res, returned, geometry_of(geometry)).expect("graph runs");
         let masks = graph.masks(&low_res, returned, geometry, false).expect("graph runs");
-        let reference = reference_logits(&case);
+        let reference = read_logits(&case);
         let plane = case.width * case.height;
         let (mut worst_corr, mut worst_sign, mut mask_diff) = (1f64, 0f64, 0f64);
         for (k, &token) in returned.iter().enumerate() {
             let ours = &logits[k * plane..][..plane];
             let theirs = &reference[k * plane..][..plane];
             worst_corr = worst_corr.min(pearson(ours, theirs));
-            worst_sign = worst_sign.max(sign_disagreement(ours, theirs));
+            worst_sign = worst_sign.max(sign_disagreement(ours.iter().map(|&l| l > 0.0), theirs));
             let host = threshold(&upscale_logits(decoded.low_res(0, token).unwrap(), &geometry).unwrap()).unwrap();
             let host = host.data_bytes().unwrap().to_vec();
             let device = &masks.masks.data::<u8>().unwrap()[k * plane..][..plane];
@@ -206,7 +147,8 @@ fn the_postprocessing_graph_matches_the_official_predictor_and_the_host_masks() 
             100.0 * mask_diff
         );
     }
-    let failing: Vec<_> = figures.iter().filter(|(_, corr, sign, diff)| *corr < 0.9999 || *sign > 0.001 || *diff > 1e-4).collect();
+    let failing: Vec<_> =
+        figures.iter().filter(|(_, corr, sign, diff)| *corr < MIN_CORRELATION || *sign > MAX_SIGN_DISAGREEMENT || *diff > 1e-4).collect();
     assert!(failing.is_empty(), "postprocessing graph misses the contract: {failing:?}");
 }
 
@@ -215,7 +157,7 @@ fn skipping_the_crop_of_the_padding_fails_postprocessing_parity() {
     // Telling the graph the resized image fills the whole 1024 square stretches the padding
     // into the mask: the check must catch it (square images have no padding, so they pass).
     let figures = postprocess_figures(|g| ImageGeometry { resized_width: 1024, resized_height: 1024, ..g });
-    let failing = figures.iter().filter(|(_, corr, sign, _)| *corr < 0.9999 || *sign > 0.001).count();
+    let failing = figures.iter().filter(|(_, corr, sign, _)| *corr < MIN_CORRELATION || *sign > MAX_SIGN_DISAGREEMENT).count();
     eprintln!("postprocess graph without the crop: {failing} of {} cases fail", figures.len());
     assert!(failing >= 24, "the three padded images' cases must fail; {failing} did");
 }

@@ -10,40 +10,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use common::parity::{Case, MAX_SIGN_DISAGREEMENT, MIN_CORRELATION, load_cases, pearson, prompt, read_logits, read_rgb, sign_disagreement};
 use opencv::core::Mat;
 use opencv::prelude::*;
 use samstream::model::postprocess::{chosen_tokens, upscale_logits};
 use samstream::model::prompt::PromptTokens;
 use samstream::model::{
-    BoxPrompt, DataPath, FramePreparation, ImageEncoder, MaskDecoder, MaskRequest, ObjectPrompt, OrtModel, OrtOptions, PointPrompt,
-    Preprocessor, PromptLabel, ResizeFilter,
+    DataPath, FramePreparation, ImageEncoder, MaskDecoder, MaskRequest, OrtModel, OrtOptions, Preprocessor, ResizeFilter,
 };
-use serde::Deserialize;
-
-const MIN_CORRELATION: f64 = 0.9999;
-const MAX_SIGN_DISAGREEMENT: f64 = 0.001;
-const CONFIDENT_LOGIT: f32 = 0.05;
-
-#[derive(Deserialize)]
-struct Cases {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    image: String,
-    resized_image: String,
-    width: usize,
-    height: usize,
-    points: Vec<[f32; 3]>,
-    #[serde(rename = "box")]
-    bbox: Option<[f32; 4]>,
-    multimask: bool,
-    logits_file: String,
-    logits_shape: [usize; 3],
-    scores: Vec<f32>,
-}
 
 #[derive(Debug)]
 struct Figures {
@@ -59,64 +33,6 @@ impl Figures {
     fn passes(&self) -> bool {
         self.correlation.is_none_or(|c| c >= MIN_CORRELATION) && self.sign_disagreement <= MAX_SIGN_DISAGREEMENT && self.order_matches
     }
-}
-
-fn load_cases() -> Vec<Case> {
-    let text =
-        std::fs::read_to_string(common::parity_dir().join("cases.json")).expect("cases.json from models/export.py --parity-fixtures");
-    serde_json::from_str::<Cases>(&text).expect("valid cases.json").cases
-}
-
-fn read_rgb(file: &str) -> Mat {
-    let image = samstream::proto::Image { kind: Some(samstream::proto::image::Kind::Encoded(common::png_bytes(file))) };
-    let limits = samstream::video::ImageLimits { max_pixels: u64::MAX, max_bytes: usize::MAX };
-    samstream::video::decode_image(Some(&image), &limits).expect("fixture decodes")
-}
-
-fn read_logits(case: &Case) -> Vec<f32> {
-    let bytes = std::fs::read(common::parity_dir().join(&case.logits_file)).expect("logits file");
-    let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-    assert_eq!(values.len(), case.logits_shape.iter().product::<usize>(), "{}: logits size", case.name);
-    values
-}
-
-fn prompt(case: &Case) -> ObjectPrompt {
-    let points = case
-        .points
-        .iter()
-        .map(|&[x, y, label]| PointPrompt { x, y, label: if label == 1.0 { PromptLabel::Positive } else { PromptLabel::Negative } })
-        .collect();
-    let bbox = case.bbox.map(|[x0, y0, x1, y1]| BoxPrompt { x0, y0, x1, y1 });
-    ObjectPrompt { object_id: 1, points, bbox, mask_input: None }
-}
-
-fn pearson(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let (mut sa, mut sb, mut saa, mut sbb, mut sab) = (0f64, 0f64, 0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(x), f64::from(y));
-        sa += x;
-        sb += y;
-        saa += x * x;
-        sbb += y * y;
-        sab += x * y;
-    }
-    let cov = sab - sa * sb / n;
-    cov / ((saa - sa * sa / n).sqrt() * (sbb - sb * sb / n).sqrt())
-}
-
-/// Fraction of confidently classified reference pixels whose sign samstream gets wrong.
-fn sign_disagreement(inside: impl Iterator<Item = bool>, reference: &[f32]) -> f64 {
-    let (mut confident, mut wrong) = (0usize, 0usize);
-    for (ours, &r) in inside.zip(reference) {
-        if r.abs() > CONFIDENT_LOGIT {
-            confident += 1;
-            if ours != (r > 0.0) {
-                wrong += 1;
-            }
-        }
-    }
-    wrong as f64 / confident.max(1) as f64
 }
 
 fn mat_values(m: &Mat) -> Vec<f32> {

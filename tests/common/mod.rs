@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod parity;
 pub mod stream;
 
 use std::path::PathBuf;
