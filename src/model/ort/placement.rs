@@ -53,10 +53,6 @@ impl Placement {
         &self.device
     }
 
-    pub fn host_memory(&self) -> &MemoryInfo<'static> {
-        &self.host
-    }
-
     /// Allocates in device memory through `session`'s allocator (its arena on CUDA).
     pub fn device_allocator(&self, session: &Session) -> Result<Allocator, ModelError> {
         if self.device_is_host() {
@@ -65,12 +61,16 @@ impl Placement {
         Ok(Allocator::new(session, self.device.clone())?)
     }
 
-    /// Allocates host memory the device copies from and to (page-locked on CUDA).
+    /// Allocates host memory the device copies from and to: page-locked on CUDA, plain host
+    /// memory (slower copies, same results) where the session offers no pinned allocator.
     pub fn host_allocator(&self, session: &Session) -> Result<Allocator, ModelError> {
         if self.device_is_host() {
             return Ok(Allocator::default());
         }
-        Ok(Allocator::new(session, self.host.clone())?)
+        Ok(Allocator::new(session, self.host.clone()).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no page-locked host allocator; copies to and from the GPU use pageable memory");
+            Allocator::default()
+        }))
     }
 
     /// A host tensor moved into device memory once (constants such as resampling weights).
@@ -101,11 +101,6 @@ impl Placement {
             binding.synchronize_inputs()?;
         }
         Ok(started.elapsed())
-    }
-
-    /// Where an output should be written: device memory, or host memory when the caller reads it.
-    pub fn output_memory(&self, on_host: bool) -> &MemoryInfo<'static> {
-        if on_host { &self.host } else { &self.device }
     }
 }
 
