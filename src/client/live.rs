@@ -56,7 +56,9 @@ impl LiveStats {
     pub fn line(&self) -> String {
         let mut line = format!("results {} | dropped {}", self.results, self.frames_dropped);
         for (stage, h) in STAGES.iter().zip(&self.histograms) {
-            if !h.is_empty() {
+            // A stage that usually takes no visible time (the host path's uploads, a CPU's
+            // downloads) is left out.
+            if h.value_at_quantile(0.5) >= 50 {
                 // Whole milliseconds on a CPU (hundreds of them), tenths on a GPU.
                 let ms = |q: f64| {
                     let ms = h.value_at_quantile(q) as f64 / 1000.0;
