@@ -68,6 +68,8 @@ impl DevicePreprocess {
         output: impl AsValueMut<T>,
     ) -> Result<PreprocessTimes, ModelError> {
         let g = frame.geometry;
+        // A run that failed left its bindings (an output slot among them); start afresh.
+        self.binding.clear();
         // A new frame size's resampling weights are computed and moved to the device once;
         // that counts as preprocessing.
         let started = Instant::now();
@@ -152,6 +154,9 @@ impl DevicePostprocess {
     }
 
     fn bind_inputs(&mut self, low_res: &DynTensor, tokens: &[usize], geometry: ImageGeometry) -> Result<(), ModelError> {
+        // A run that failed left its bindings; an output still bound to a pooled buffer that is
+        // back in use elsewhere would be written into by the next run.
+        self.binding.clear();
         let tokens: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         let resized = [geometry.resized_height as i64, geometry.resized_width as i64];
         let original = [geometry.height as i64, geometry.width as i64];
@@ -236,6 +241,7 @@ impl PickEmbedding {
 
     pub fn split(&mut self, batch: &DynTensor) -> Result<Vec<DynTensor>, ModelError> {
         let images = batch.shape()[0] as usize;
+        self.binding.clear();
         self.binding.bind_input(pick::INPUT_BATCH, batch)?;
         let mut embeddings = Vec::with_capacity(images);
         for index in 0..images {
