@@ -82,14 +82,6 @@ impl DecodedObjects {
         self.groups.push(masks);
     }
 
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     /// Object `i`'s mask for `token` at the original size.
     pub fn mask(&self, i: usize, token: usize, geometry: &ImageGeometry) -> Result<BinaryMask<'_>, ModelError> {
         let (group, row) = self.rows[i];

@@ -40,7 +40,7 @@ const WARMED_UP_OBJECT_COUNTS: [usize; 4] = [1, 2, 4, 8];
 struct MaskInputs {
     mask_input: Tensor<f32>,
     has_mask: Tensor<f32>,
-    /// Bumped whenever the contents change; the binding holds `bound` of this size.
+    /// Bumped whenever the contents change (see `OrtDecoder::bound_masks`).
     generation: u64,
 }
 

@@ -13,7 +13,7 @@ use super::graphs::{pick, postprocess, preprocess};
 use super::placement::{HostTensorPool, Placement, PooledTensor};
 use super::{OrtOptions, stage_session};
 use crate::model::backend::RgbFrame;
-use crate::model::{IMAGE_SIZE, ImageGeometry, ModelError, resample};
+use crate::model::{IMAGE_SIZE, ImageGeometry, LOW_RES, ModelError, resample};
 
 /// Takes a named output of the last run as a tensor.
 pub(super) fn take_output(outputs: &mut ort::session::SessionOutputs<'_>, name: &'static str) -> Result<DynTensor, ModelError> {
@@ -179,7 +179,8 @@ impl DevicePostprocess {
         let objects = low_res.shape()[0];
         let (k, h, w) = (tokens.len() as i64, geometry.height as i64, geometry.width as i64);
         let mut masks = self.host.take(TensorElementType::Uint8, &[objects, k, h, w])?;
-        let mut low_res_out = keep_low_res.then(|| self.host.take(TensorElementType::Float32, &[objects, k, 256, 256])).transpose()?;
+        let mut low_res_out =
+            keep_low_res.then(|| self.host.take(TensorElementType::Float32, &[objects, k, LOW_RES as i64, LOW_RES as i64])).transpose()?;
         self.bind_inputs(low_res, tokens, geometry)?;
         let on_device = !self.placement.device_is_host();
         if on_device {

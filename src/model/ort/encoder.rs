@@ -2,7 +2,6 @@
 //! preprocessing graph, or uploaded from the host), its output stays in device memory as the
 //! embedding every later decode of that frame reads.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use ort::memory::Allocator;
@@ -20,19 +19,19 @@ const INPUT: &str = "image";
 const OUTPUT: &str = "image_embeddings";
 const IMAGE_ELEMENTS: usize = 3 * IMAGE_SIZE * IMAGE_SIZE;
 
-/// Host-preprocessed input bound to the encoder, held until the run is over.
-enum HostFeed {
-    /// One image, as its own tensor.
-    Array(DynTensor),
-    /// Images copied into one pooled (page-locked on CUDA) batch.
+/// The tensor bound as the encoder's input, held until the run is over.
+enum Feed {
+    /// One host-preprocessed image, as its own tensor (or the preprocessing graph's output).
+    Tensor(DynTensor),
+    /// Host-preprocessed images copied into one pooled (page-locked on CUDA) batch.
     Pooled(PooledTensor),
 }
 
-impl HostFeed {
+impl Feed {
     fn tensor(&self) -> &DynTensor {
         match self {
-            HostFeed::Array(tensor) => tensor,
-            HostFeed::Pooled(pooled) => pooled.tensor(),
+            Feed::Tensor(tensor) => tensor,
+            Feed::Pooled(pooled) => pooled.tensor(),
         }
     }
 }
@@ -45,8 +44,6 @@ pub struct OrtEncoder {
     preprocess: Option<DevicePreprocess>,
     pick: PickEmbedding,
     device_allocator: Allocator,
-    /// `[B, 3, 1024, 1024]` inputs in device memory, one per batch size seen, written in place.
-    device_inputs: HashMap<usize, DynTensor>,
     host_inputs: HostTensorPool,
 }
 
@@ -60,7 +57,7 @@ impl OrtEncoder {
         let binding = session.create_binding()?;
         let device_allocator = placement.device_allocator(&session)?;
         let host_inputs = HostTensorPool::new(placement.host_allocator(&session)?);
-        Ok(Self { session, binding, placement, preprocess, pick, device_allocator, device_inputs: HashMap::new(), host_inputs })
+        Ok(Self { session, binding, placement, preprocess, pick, device_allocator, host_inputs })
     }
 
     /// Binds host-preprocessed images as the encoder input (uploading it on a GPU): one image
@@ -71,12 +68,12 @@ impl OrtEncoder {
         &mut self,
         owned: Option<PreprocessedImage>,
         borrowed: &[&PreprocessedImage],
-    ) -> Result<(Vec<PreprocessTimes>, HostFeed), ModelError> {
+    ) -> Result<(Vec<PreprocessTimes>, Feed), ModelError> {
         let started = Instant::now();
         let (count, feed) = match owned {
-            Some(image) if self.placement.device_is_host() => (1, HostFeed::Array(Tensor::from_array(image.tensor)?.upcast())),
-            Some(image) => (1, HostFeed::Pooled(self.copy_into_batch(&[&image])?)),
-            None => (borrowed.len(), HostFeed::Pooled(self.copy_into_batch(borrowed)?)),
+            Some(image) if self.placement.device_is_host() => (1, Feed::Tensor(Tensor::from_array(image.tensor)?.upcast())),
+            Some(image) => (1, Feed::Pooled(self.copy_into_batch(&[&image])?)),
+            None => (borrowed.len(), Feed::Pooled(self.copy_into_batch(borrowed)?)),
         };
         let upload = started.elapsed() + self.placement.bind_and_upload(&mut self.binding, INPUT, feed.tensor())?;
         Ok((vec![PreprocessTimes { upload, ..Default::default() }; count], feed))
@@ -94,21 +91,19 @@ impl OrtEncoder {
     }
 
     /// Uploads each frame and runs the preprocessing graph into its slot of the batch input.
-    fn preprocess_on_device(&mut self, frames: &[&RgbFrame]) -> Result<Vec<PreprocessTimes>, ModelError> {
+    fn preprocess_on_device(&mut self, frames: &[&RgbFrame]) -> Result<(Vec<PreprocessTimes>, DynTensor), ModelError> {
         let preprocess = self.preprocess.as_mut().ok_or_else(|| ModelError::Image("this encoder takes host-preprocessed images".into()))?;
         let count = frames.len();
-        if !self.device_inputs.contains_key(&count) {
-            let shape = [count as i64, 3, IMAGE_SIZE as i64, IMAGE_SIZE as i64];
-            let tensor = DynTensor::new(&self.device_allocator, TensorElementType::Float32, shape.to_vec())?;
-            self.device_inputs.insert(count, tensor);
-        }
-        let input = self.device_inputs.get_mut(&count).expect("inserted above");
+        // From the session's arena on a GPU, so the memory goes back to it after the run
+        // rather than one input per batch size being held for good.
+        let shape = [count as i64, 3, IMAGE_SIZE as i64, IMAGE_SIZE as i64];
+        let mut input = DynTensor::new(&self.device_allocator, TensorElementType::Float32, shape.to_vec())?;
         let mut times = Vec::with_capacity(count);
         let base = input.data_ptr_mut().cast::<f32>();
         for (index, frame) in frames.iter().enumerate() {
             // SAFETY: the slot lies inside `input` (index < count images of IMAGE_ELEMENTS),
-            // whose memory the view describes (same device) and which outlives it: the view
-            // is bound for this one run and unbound before `run` returns.
+            // whose memory the view describes (same device) and which outlives it: the view is
+            // bound for one preprocessing run only and the binding is cleared before the next.
             let slot = unsafe {
                 TensorRefMut::<f32>::from_raw(
                     self.placement.device_memory().clone(),
@@ -118,19 +113,19 @@ impl OrtEncoder {
             };
             times.push(preprocess.run(frame, slot)?);
         }
-        self.binding.bind_input(INPUT, input)?;
-        Ok(times)
+        self.binding.bind_input(INPUT, &input)?;
+        Ok((times, input))
     }
 }
 
 impl OrtEncoder {
     fn encode_one(&mut self, input: EncoderInput) -> Result<EncodedImage, ModelError> {
         let (times, feed) = match input {
-            EncoderInput::Preprocessed(image) => {
-                let (times, feed) = self.bind_host_images(Some(image), &[])?;
-                (times, Some(feed))
+            EncoderInput::Preprocessed(image) => self.bind_host_images(Some(image), &[])?,
+            EncoderInput::Pixels(frame) => {
+                let (times, input) = self.preprocess_on_device(&[&frame])?;
+                (times, Feed::Tensor(input))
             }
-            EncoderInput::Pixels(frame) => (self.preprocess_on_device(&[&frame])?, None),
         };
         Ok(self.run(times, feed)?.pop().expect("one image in, one embedding out"))
     }
@@ -145,19 +140,19 @@ impl OrtEncoder {
             }
         }
         let (times, feed) = match (preprocessed.is_empty(), frames.is_empty()) {
-            (false, true) => {
-                let (times, feed) = self.bind_host_images(None, &preprocessed)?;
-                (times, Some(feed))
+            (false, true) => self.bind_host_images(None, &preprocessed)?,
+            (true, false) => {
+                let (times, input) = self.preprocess_on_device(&frames)?;
+                (times, Feed::Tensor(input))
             }
-            (true, false) => (self.preprocess_on_device(&frames)?, None),
             _ => return Err(ModelError::Batch("a batch mixes host-preprocessed images and raw frames".into())),
         };
         self.run(times, feed)
     }
 
     /// Runs the encoder on the bound input (`times.len()` images) and splits its output into one
-    /// embedding per image. `_feed` is the host input, kept alive until the run is over.
-    fn run(&mut self, times: Vec<PreprocessTimes>, _feed: Option<HostFeed>) -> Result<Vec<EncodedImage>, ModelError> {
+    /// embedding per image. `_feed` is that input, kept alive until the run is over.
+    fn run(&mut self, times: Vec<PreprocessTimes>, _feed: Feed) -> Result<Vec<EncodedImage>, ModelError> {
         let count = times.len();
         let started = Instant::now();
         self.binding.bind_output_to_device(OUTPUT, self.placement.device_memory())?;

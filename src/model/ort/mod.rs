@@ -14,7 +14,6 @@ mod placement;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use ndarray::Array4;
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::DynTensor;
@@ -61,15 +60,6 @@ pub(crate) fn environment(options: &OrtOptions) -> Result<&'static Environment, 
 /// One image embedding `[1, 256, 64, 64]`, in the memory the encoder wrote it to (the GPU's, on
 /// a GPU); shared by every decode on its frame (prompt updates, several viewers).
 pub struct Embedding(pub(crate) DynTensor);
-
-impl Embedding {
-    /// A copy on the host, for inspection and tests.
-    pub fn to_host(&self) -> Result<Array4<f32>, ModelError> {
-        let host = if self.0.memory_info().is_cpu_accessible() { None } else { Some(self.0.to(ort::memory::AllocationDevice::CPU, 0)?) };
-        let array = host.as_ref().unwrap_or(&self.0).try_extract_array::<f32>()?;
-        array.to_owned().into_dimensionality().map_err(|_| ModelError::Shape { name: "image_embeddings", shape: array.shape().to_vec() })
-    }
-}
 
 pub(crate) fn check_shape(tensor: &DynTensor, name: &'static str, expected: &[usize]) -> Result<(), ModelError> {
     let shape: Vec<usize> = tensor.shape().iter().map(|&d| d as usize).collect();
@@ -133,7 +123,7 @@ impl OrtModel {
 /// tensors live.
 pub(crate) fn stage_session(options: &OrtOptions, model: ort::editor::Model) -> Result<(Session, Placement), ModelError> {
     let (builder, provider) = options.session_builder(environment(options)?, GraphKind::Stage)?;
-    Ok((graphs::session(model, builder)?, Placement::for_provider(&provider)?))
+    Ok((model.into_session(&builder)?, Placement::for_provider(&provider)?))
 }
 
 fn open(env: &Environment, options: &OrtOptions, path: &Path, kind: GraphKind) -> Result<(Session, Provider), ModelError> {

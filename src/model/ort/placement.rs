@@ -22,13 +22,13 @@ pub struct Placement {
 }
 
 impl Placement {
-    pub fn cpu() -> Result<Self, ModelError> {
+    fn cpu() -> Result<Self, ModelError> {
         let cpu = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?;
         Ok(Self { device: cpu.clone(), host: cpu, gpu: None })
     }
 
     /// CUDA (and TensorRT, which allocates through CUDA) device `id`.
-    pub fn cuda(id: i32) -> Result<Self, ModelError> {
+    fn cuda(id: i32) -> Result<Self, ModelError> {
         Ok(Self {
             device: MemoryInfo::new(AllocationDevice::CUDA, id, AllocatorType::Device, MemoryType::Default)?,
             host: MemoryInfo::new(AllocationDevice::CUDA_PINNED, id, AllocatorType::Device, MemoryType::CPUOutput)?,

@@ -12,8 +12,6 @@ pub mod preprocess;
 use ort::editor::{Graph, Model, Node, ONNX_DOMAIN, Opset};
 use ort::memory::Allocator;
 use ort::operator::Attribute;
-use ort::session::Session;
-use ort::session::builder::SessionBuilder;
 use ort::value::{Outlet, PrimitiveTensorElementType, Shape, SymbolicDimensions, Tensor, TensorElementType, ValueType};
 
 use crate::model::ModelError;
@@ -21,38 +19,37 @@ use crate::model::ModelError;
 /// Opset of the built graphs: Resize-18 (antialias off by default), Pad-18.
 const OPSET: u32 = 18;
 
-/// A graph input or output: element type and dimensions, `None` for a named dynamic one.
+/// A graph input or output: its element type and dimensions.
 pub(crate) struct Port {
     name: &'static str,
     element: TensorElementType,
-    dims: Vec<(i64, &'static str)>,
+    dims: Vec<Dim>,
 }
 
-impl Port {
-    pub fn new(name: &'static str, element: TensorElementType, dims: &[Dim]) -> Self {
-        let dims = dims.iter().map(|d| match d {
-            Dim::Fixed(n) => (*n, ""),
-            Dim::Named(s) => (-1, *s),
-        });
-        Self { name, element, dims: dims.collect() }
-    }
-
-    fn outlet(&self) -> Outlet {
-        Outlet::new(
-            self.name,
-            ValueType::Tensor {
-                ty: self.element,
-                shape: Shape::new(self.dims.iter().map(|(n, _)| *n)),
-                dimension_symbols: SymbolicDimensions::new(self.dims.iter().map(|(_, s)| s.to_string())),
-            },
-        )
-    }
-}
-
+/// A dimension: a fixed size, or a named dynamic one (`-1` with its symbol in ONNX).
 #[derive(Clone, Copy)]
 pub(crate) enum Dim {
     Fixed(i64),
     Named(&'static str),
+}
+
+impl Port {
+    pub fn new(name: &'static str, element: TensorElementType, dims: &[Dim]) -> Self {
+        Self { name, element, dims: dims.to_vec() }
+    }
+
+    fn outlet(&self) -> Outlet {
+        let size = |d: &Dim| if let Dim::Fixed(n) = d { *n } else { -1 };
+        let symbol = |d: &Dim| if let Dim::Named(s) = d { s.to_string() } else { String::new() };
+        Outlet::new(
+            self.name,
+            ValueType::Tensor {
+                ty: self.element,
+                shape: Shape::new(self.dims.iter().map(size)),
+                dimension_symbols: SymbolicDimensions::new(self.dims.iter().map(symbol)),
+            },
+        )
+    }
 }
 
 /// Nodes are named after their outputs; each call returns the name of its output.
@@ -95,11 +92,6 @@ impl GraphBuilder {
         model.set_graph(self.graph)?;
         Ok(model)
     }
-}
-
-/// A session for a built graph, with the model's execution provider and thread settings.
-pub(crate) fn session(model: Model, builder: SessionBuilder) -> Result<Session, ModelError> {
-    Ok(model.into_session(&builder)?)
 }
 
 pub(crate) fn attr<T: ort::operator::ToAttribute>(name: &str, value: T) -> Result<Attribute, ModelError> {
