@@ -9,11 +9,15 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DataPath, Device, DeviceFallback, EncoderPrecision, GraphOptimization, OrtOptions, ResizeFilter};
+use crate::engine::EngineOptions;
+use crate::model::RuntimeOptions;
+use crate::model::options::{clap_defaults, path_or_unset};
+use crate::model::prompt::PromptLimits;
 use crate::video::ImageLimits;
 
+/// `samstream serve`'s options, in groups. Keys stay flat: a group's fields are flags, variables
+/// and TOML keys of their own, and each default is written once, in its `#[arg]` attribute.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServeConfig {
     /// TOML file with any of the options below; flags and environment variables override it.
     #[arg(long, env = "SAMSTREAM_CONFIG")]
@@ -26,88 +30,53 @@ pub struct ServeConfig {
     pub print_config: bool,
 
     /// Directory with encoder.onnx, decoder.onnx and manifest.json from models/export.py.
-    #[arg(long, env = "SAMSTREAM_MODEL_DIR", default_value = "")]
+    #[arg(long, env = "SAMSTREAM_MODEL_DIR", default_value = "", value_parser = path_or_unset)]
     pub model_dir: PathBuf,
 
     /// Address to serve gRPC on; port 0 picks a free port (printed at startup).
     #[arg(long, env = "SAMSTREAM_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// The onnxruntime shared library (the PyPI wheel's onnxruntime/capi/libonnxruntime.so.1.31.1).
-    #[arg(long, env = "ORT_DYLIB_PATH", default_value = "")]
-    pub ort_lib: PathBuf,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub runtime: RuntimeOptions,
 
-    /// Execution provider for both graphs: cpu, cuda[:N] or tensorrt[:N] (TensorRT falls back
-    /// to CUDA, then CPU, node by node).
-    #[arg(long, env = "SAMSTREAM_DEVICE", default_value_t = Device::Cpu)]
-    pub device: Device,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub engine: EngineOptions,
 
-    /// When the GPU provider cannot be registered: run on the CPU (with a warning) or fail.
-    #[arg(long, env = "SAMSTREAM_DEVICE_FALLBACK", value_enum, default_value_t = DeviceFallback::Cpu)]
-    pub device_fallback: DeviceFallback,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub limits: Limits,
 
-    /// ONNX Runtime threads per operator; 0 = one per core.
-    #[arg(long, env = "SAMSTREAM_INTRA_THREADS", default_value_t = 0)]
-    pub intra_threads: usize,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub video: VideoOptions,
 
-    /// ONNX Runtime threads running independent operators at once; 1 = sequential.
-    #[arg(long, env = "SAMSTREAM_INTER_THREADS", default_value_t = 1)]
-    pub inter_threads: usize,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub tls: TlsOptions,
 
-    /// ONNX Runtime graph optimisation level.
-    #[arg(long, env = "SAMSTREAM_GRAPH_OPTIMIZATION", value_enum, default_value_t = GraphOptimization::All)]
-    pub graph_optimization: GraphOptimization,
+    /// Seconds to let in-flight work finish after SIGTERM/ctrl-c before exiting anyway; the
+    /// first quarter (at most 1 s) health already says NOT_SERVING while calls are still served.
+    #[arg(long, env = "SAMSTREAM_SHUTDOWN_GRACE_SECS", default_value_t = 5.0)]
+    pub shutdown_grace_secs: f64,
 
-    /// ONNX Runtime's CPU memory arena: faster buffer reuse, more resident memory.
-    #[arg(long, env = "SAMSTREAM_CPU_ARENA", default_value_t = true, action = clap::ArgAction::Set)]
-    pub cpu_arena: bool,
+    /// File of bearer tokens, one per line: every RPC but health then needs
+    /// `authorization: Bearer <token>`.
+    #[arg(long, env = "SAMSTREAM_AUTH_TOKEN_FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token_file: Option<PathBuf>,
 
-    /// Let idle ONNX Runtime threads spin for work (lower latency when one graph runs
-    /// back to back; steals cores from the other graph's pool otherwise).
-    #[arg(long, env = "SAMSTREAM_ORT_SPINNING", default_value_t = false, action = clap::ArgAction::Set)]
-    pub ort_spinning: bool,
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, env = "SAMSTREAM_METRICS_LISTEN")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+}
 
-    /// One ONNX Runtime thread pool shared by the encoder and the decoder (else one each).
-    #[arg(long, env = "SAMSTREAM_ORT_SHARED_POOL", default_value_t = true, action = clap::ArgAction::Set)]
-    pub ort_shared_pool: bool,
-
-    /// Encoder graph: fp32 (exact) or int8 (`export.py --int8`, dynamically quantised MatMuls;
-    /// faster on CPUs, fidelity in BENCHMARKS.md).
-    #[arg(long, env = "SAMSTREAM_ENCODER_PRECISION", value_enum, default_value_t = EncoderPrecision::Fp32)]
-    pub encoder_precision: EncoderPrecision,
-
-    /// Where resizing/normalisation/padding and mask upscaling run: `device` runs them as
-    /// graphs on the execution provider (frames go up as bytes, masks come back as bytes,
-    /// embeddings and logits stay in GPU memory); `host` runs them in Rust/OpenCV; `auto` is
-    /// `device` on a GPU and `host` on the CPU, where the host stages are faster.
-    #[arg(long, env = "SAMSTREAM_DATA_PATH", value_enum, default_value_t = DataPath::Auto)]
-    pub data_path: DataPath,
-
-    /// Let CUDA use TF32 for float32 matrix products and convolutions: a faster encoder whose
-    /// logits drift from the CPU's (fidelity in BENCHMARKS.md). Off: exact float32 math.
-    #[arg(long, env = "SAMSTREAM_TF32", default_value_t = false, action = clap::ArgAction::Set)]
-    pub tf32: bool,
-
-    /// Most bytes of memory ONNX Runtime may use for tensors (0 = no limit): each session's
-    /// CUDA arena on a GPU (`gpu_mem_limit`), one arena for all sessions on the CPU. A request
-    /// that would need more fails with RESOURCE_EXHAUSTED; the server goes on.
-    #[arg(long, env = "SAMSTREAM_MEMORY_LIMIT", default_value_t = 0)]
-    pub memory_limit: usize,
-
-    /// Resampling of the longest side to 1024 pixels (pillow is exact with SamPredictor).
-    #[arg(long, env = "SAMSTREAM_RESIZE", value_enum, default_value_t = ResizeFilter::Pillow)]
-    pub resize: ResizeFilter,
-
-    /// Jobs that may wait for the inference thread before requests get RESOURCE_EXHAUSTED.
-    #[arg(long, env = "SAMSTREAM_QUEUE_CAPACITY", default_value_t = 16)]
-    pub queue_capacity: usize,
-
-    /// Most queued images (from different streams or calls) the encoder runs as one batch;
-    /// every size up to it is warmed up before health says SERVING. 0 = auto: 8 on a GPU, 1 on
-    /// the CPU provider, where a batch costs as much as its images one by one.
-    #[arg(long, env = "SAMSTREAM_ENCODER_MAX_BATCH", default_value_t = 0)]
-    pub encoder_max_batch: usize,
-
+/// What one request or stream may ask for, and how many may run at once.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct Limits {
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, env = "SAMSTREAM_MAX_MESSAGE_BYTES", default_value_t = 64 << 20)]
     pub max_message_bytes: usize,
@@ -135,12 +104,21 @@ pub struct ServeConfig {
     /// Most Segment calls in flight at once; more get RESOURCE_EXHAUSTED at once.
     #[arg(long, env = "SAMSTREAM_MAX_INFLIGHT", default_value_t = 32)]
     pub max_inflight: usize,
+}
 
-    /// Seconds to let in-flight work finish after SIGTERM/ctrl-c before exiting anyway; the
-    /// first quarter (at most 1 s) health already says NOT_SERVING while calls are still served.
-    #[arg(long, env = "SAMSTREAM_SHUTDOWN_GRACE_SECS", default_value_t = 5.0)]
-    pub shutdown_grace_secs: f64,
+impl Limits {
+    pub fn image_limits(&self) -> ImageLimits {
+        ImageLimits { max_pixels: self.max_pixels, max_bytes: self.max_image_bytes }
+    }
 
+    pub fn prompt_limits(&self) -> PromptLimits {
+        PromptLimits { max_objects: self.max_objects, max_points_per_object: self.max_points_per_object }
+    }
+}
+
+/// Server-side video sources and client-supplied stream URIs.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct VideoOptions {
     /// TOML file of server-side video sources (files, cameras, network streams, GStreamer).
     #[arg(long, env = "SAMSTREAM_SOURCES")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,12 +127,17 @@ pub struct ServeConfig {
     /// Glob of client-supplied stream URIs to allow (`rtsp://cams.example/*`); repeatable.
     /// Without one, clients may only name configured sources.
     #[arg(long = "allow-uri", env = "SAMSTREAM_ALLOW_URI", value_delimiter = ',')]
+    #[serde(default)]
     pub allow_uris: Vec<String>,
 
     /// Seconds a source keeps grabbing after its last viewer left.
     #[arg(long, env = "SAMSTREAM_SOURCE_GRACE_SECS", default_value_t = 5.0)]
     pub source_grace_secs: f64,
+}
 
+/// TLS (rustls), and mutual TLS with a client CA.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct TlsOptions {
     /// PEM certificate chain for TLS (rustls); with --tls-key.
     #[arg(long, env = "SAMSTREAM_TLS_CERT", requires = "tls_key")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,17 +152,6 @@ pub struct ServeConfig {
     #[arg(long, env = "SAMSTREAM_TLS_CLIENT_CA", requires = "tls_cert")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_client_ca: Option<PathBuf>,
-
-    /// File of bearer tokens, one per line: every RPC but health then needs
-    /// `authorization: Bearer <token>`.
-    #[arg(long, env = "SAMSTREAM_AUTH_TOKEN_FILE")]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth_token_file: Option<PathBuf>,
-
-    /// Serve Prometheus metrics on http://ADDR/metrics.
-    #[arg(long, env = "SAMSTREAM_METRICS_LISTEN")]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Wraps `ServeConfig` alone, to read it from an argument list (tests, embedding).
@@ -220,85 +192,25 @@ impl ServeConfig {
 
     fn checked(self) -> anyhow::Result<Self> {
         anyhow::ensure!(!self.model_dir.as_os_str().is_empty(), "--model-dir is required (flag, SAMSTREAM_MODEL_DIR or config file)");
-        anyhow::ensure!(!self.ort_lib.as_os_str().is_empty(), "--ort-lib is required (flag, ORT_DYLIB_PATH or config file)");
-        anyhow::ensure!(
-            self.data_path != DataPath::Device || self.resize == ResizeFilter::Pillow,
-            "--resize {:?} runs on the host only; use --data-path host (the device graph is Pillow-exact)",
-            self.resize
-        );
+        anyhow::ensure!(!self.runtime.ort_lib.as_os_str().is_empty(), "--ort-lib is required (flag, ORT_DYLIB_PATH or config file)");
+        self.runtime.check().map_err(anyhow::Error::msg)?;
         Ok(self)
     }
 
     /// The effective configuration as TOML, with passwords in URIs replaced by `***`.
     pub fn to_toml_redacted(&self) -> anyhow::Result<String> {
         let mut shown = self.clone();
-        shown.allow_uris = shown.allow_uris.iter().map(|u| redact_userinfo(u)).collect();
+        shown.video.allow_uris = shown.video.allow_uris.iter().map(|u| redact_userinfo(u)).collect();
         Ok(toml::to_string(&shown)?)
     }
 
-    pub fn image_limits(&self) -> ImageLimits {
-        ImageLimits { max_pixels: self.max_pixels, max_bytes: self.max_image_bytes }
-    }
-
-    pub fn ort_options(&self) -> OrtOptions {
-        OrtOptions {
-            library: self.ort_lib.clone(),
-            device: self.device,
-            device_fallback: self.device_fallback,
-            intra_threads: self.intra_threads,
-            inter_threads: self.inter_threads,
-            optimization: self.graph_optimization,
-            cpu_arena: self.cpu_arena,
-            encoder_precision: self.encoder_precision,
-            spinning: self.ort_spinning,
-            shared_thread_pool: self.ort_shared_pool,
-            // The OpenCV resize alternatives exist on the host only.
-            data_path: if self.resize == ResizeFilter::Pillow { self.data_path } else { DataPath::Host },
-            tf32: self.tf32,
-            memory_limit: self.memory_limit,
-        }
-    }
-
-    /// Defaults for everything but the paths; for tests and embedding.
+    /// Defaults for everything but the paths, listening on a free port; for tests and embedding.
     pub fn new(model_dir: PathBuf, ort_lib: PathBuf) -> Self {
-        Self {
-            config: None,
-            print_config: false,
-            model_dir,
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ort_lib,
-            device: Device::Cpu,
-            device_fallback: DeviceFallback::Cpu,
-            intra_threads: 0,
-            inter_threads: 1,
-            graph_optimization: GraphOptimization::All,
-            cpu_arena: true,
-            encoder_precision: EncoderPrecision::Fp32,
-            ort_spinning: false,
-            ort_shared_pool: true,
-            data_path: DataPath::Auto,
-            tf32: false,
-            memory_limit: 0,
-            resize: ResizeFilter::Pillow,
-            queue_capacity: 16,
-            encoder_max_batch: 0,
-            max_message_bytes: 64 << 20,
-            max_image_bytes: 48 << 20,
-            max_pixels: 4096 * 4096,
-            max_objects: 64,
-            max_points_per_object: 32,
-            max_streams: 64,
-            max_inflight: 32,
-            shutdown_grace_secs: 5.0,
-            sources: None,
-            allow_uris: Vec::new(),
-            source_grace_secs: 5.0,
-            metrics_listen: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_client_ca: None,
-            auth_token_file: None,
-        }
+        let mut config: Self = clap_defaults();
+        config.model_dir = model_dir;
+        config.runtime.ort_lib = ort_lib;
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config
     }
 }
 
@@ -326,9 +238,9 @@ mod tests {
         std::fs::write(&file, "model_dir = \"/models\"\nort_lib = \"/lib/ort.so\"\nmax_objects = 3\nmax_pixels = 1000\nallow_uris = [\"rtsp://cam:pw@cams/*\"]\n").unwrap();
         let path = file.to_str().unwrap();
         let config = ServeConfig::parse_from(["x", "--config", path, "--max-objects", "7", "--model-dir", "/flag"]).unwrap();
-        assert_eq!(config.max_objects, 7, "the flag wins over the file");
-        assert_eq!(config.max_pixels, 1000, "the file wins over the default");
-        assert_eq!(config.queue_capacity, 16, "untouched options keep their default");
+        assert_eq!(config.limits.max_objects, 7, "the flag wins over the file");
+        assert_eq!(config.limits.max_pixels, 1000, "the file wins over the default");
+        assert_eq!(config.engine.queue_capacity, 16, "untouched options keep their default");
         assert_eq!(config.model_dir, PathBuf::from("/flag"));
         let shown = config.to_toml_redacted().unwrap();
         assert!(shown.contains("rtsp://cam:***@cams/*") && !shown.contains("pw@"), "{shown}");

@@ -1,8 +1,9 @@
 //! samstream: MobileSAM segmentation of images and live video behind a gRPC API.
 //!
-//! The data path reads top to bottom: `video` (decode/grab frames) -> `model` (preprocess,
-//! encoder, decoder, postprocess; driven by the `engine` thread) -> `mask` (wire encodings)
-//! -> `server` (tonic services).
+//! The data path reads top to bottom: `video` (decode/grab frames) -> `engine` (the inference
+//! threads driving a `model` backend: preprocess, encoder, decoder, postprocess) -> `mask`
+//! (encodings), tied together by the `pipeline` façade; `session` runs live streams on it and
+//! `server` is the gRPC transport over both.
 
 pub mod bench;
 pub mod client;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod mask;
 pub mod model;
+pub mod pipeline;
 pub mod proto;
 pub mod server;
 pub mod session;

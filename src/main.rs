@@ -54,8 +54,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let grace = std::time::Duration::from_secs_f64(config.shutdown_grace_secs.max(0.0));
-    let config_device = config.device;
-    let fail_without_model = config.device_fallback == samstream::model::DeviceFallback::Fail;
+    let config_device = config.runtime.device;
+    let fail_without_model = config.runtime.device_fallback == samstream::model::DeviceFallback::Fail;
     let (signalled_tx, signalled) = tokio::sync::oneshot::channel();
     let signal = async move {
         shutdown_signal().await;

@@ -217,11 +217,11 @@ fn cases() -> Vec<Case> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
     let mut config = common::config();
-    config.max_pixels = 500_000;
-    config.max_image_bytes = 1 << 20;
-    config.max_message_bytes = 4 << 20;
-    config.max_objects = 4;
-    config.max_points_per_object = 4;
+    config.limits.max_pixels = 500_000;
+    config.limits.max_image_bytes = 1 << 20;
+    config.limits.max_message_bytes = 4 << 20;
+    config.limits.max_objects = 4;
+    config.limits.max_points_per_object = 4;
     let server = common::start_server(config).await;
     let mut client = common::client(&server).await;
     client = client.max_encoding_message_size(64 << 20);

@@ -24,7 +24,7 @@ async fn bench_reports_throughput_and_percentiles_for_both_rpcs() {
     let dir = tempfile::tempdir().unwrap();
     let video = s::make_video(dir.path(), "bench.mp4", 1.0, 10);
     let mut config = common::config();
-    config.sources = Some(s::write_sources(
+    config.video.sources = Some(s::write_sources(
         dir.path(),
         &["bench", "bench2"].map(|name| format!("[[source]]\nname = {name:?}\nkind = \"file\"\npath = {video:?}\nloop = true\n")).concat(),
     ));

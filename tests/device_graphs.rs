@@ -16,13 +16,13 @@ use samstream::model::postprocess::{threshold, upscale_logits};
 use samstream::model::preprocess::{PIXEL_MEAN, PIXEL_STD};
 use samstream::model::prompt::PromptTokens;
 use samstream::model::{
-    DataPath, ImageEncoder, ImageGeometry, LOW_RES, MASK_TOKENS, MaskDecoder, MaskRequest, OrtModel, OrtOptions, Preprocessor, RgbFrame,
+    DataPath, DecodedObjects, EncoderInput, ImageGeometry, LOW_RES, MASK_TOKENS, MaskRequest, Preprocessor, RgbFrame, RuntimeOptions,
 };
 
 const IMAGES: [&str; 4] = ["landscape", "small", "portrait", "square"];
 
-fn options() -> OrtOptions {
-    OrtOptions { library: common::ort_lib(), intra_threads: 1, ..Default::default() }
+fn options() -> RuntimeOptions {
+    RuntimeOptions { ort_lib: common::ort_lib(), intra_threads: 1, ..Default::default() }
 }
 
 fn swapped(rgb: &opencv::core::Mat) -> opencv::core::Mat {
@@ -95,8 +95,8 @@ fn a_bgr_frame_fails_the_preprocessing_check() {
 /// against the official predictor, and the fraction of mask pixels where the graph's masks
 /// differ from the host's OpenCV masks. `geometry_of` may alter the geometry the graph is told.
 fn postprocess_figures(geometry_of: impl Fn(ImageGeometry) -> ImageGeometry) -> Vec<(String, f64, f64, f64)> {
-    let options = OrtOptions { data_path: DataPath::Host, ..options() };
-    let mut model = OrtModel::load(&common::model_dir(), &options).expect("model loads");
+    let options = RuntimeOptions { data_path: DataPath::Host, ..options() };
+    let mut model = samstream::model::load(&common::model_dir(), &options).expect("model loads");
     let mut graph = DevicePostprocess::load(&options).expect("postprocessing graph loads");
     let mut figures = Vec::new();
     let mut last_image = String::new();
@@ -105,14 +105,15 @@ fn postprocess_figures(geometry_of: impl Fn(ImageGeometry) -> ImageGeometry) -> 
         let rgb = read_rgb(&case.image);
         let geometry = ImageGeometry::new(case.width, case.height);
         if case.image != last_image {
-            let input = samstream::model::EncoderInput::Preprocessed(Preprocessor::default().run(&rgb).unwrap());
-            embedding = Some(model.encoder.encode_batch(vec![input]).pop().unwrap().unwrap().embedding);
+            let input = EncoderInput::Preprocessed(Arc::new(Preprocessor::default().run(&rgb).unwrap()));
+            embedding = Some(model.encoder.encode(vec![input]).unwrap().pop().unwrap().0);
             last_image = case.image.clone();
         }
         let tokens = PromptTokens::new(&prompt(&case), &geometry);
-        let request = MaskRequest { geometry, multimask: case.multimask, keep_low_res: false };
-        let decoded = model.decoder.decode(embedding.as_ref().unwrap(), &[tokens], request).unwrap();
-        let low_res: Vec<f32> = (0..MASK_TOKENS).flat_map(|t| decoded.low_res(0, t).unwrap().to_vec()).collect();
+        let request = MaskRequest::objects(geometry, case.multimask, false);
+        let mut decoded = DecodedObjects::with_capacity(1);
+        decoded.push_group(&[0], model.decoder.decode(embedding.as_ref().unwrap(), &[&tokens], &request).unwrap());
+        let low_res: Vec<f32> = (0..MASK_TOKENS).flat_map(|t| decoded.low_res(0, t).unwrap().unwrap().to_vec()).collect();
         let low_res = Tensor::from_array(([1, MASK_TOKENS, LOW_RES, LOW_RES], low_res)).unwrap().upcast();
         let returned = request.tokens();
         let logits = graph.logits(&low_res, returned, geometry_of(geometry)).expect("graph runs");
@@ -125,7 +126,7 @@ fn postprocess_figures(geometry_of: impl Fn(ImageGeometry) -> ImageGeometry) -> 
             let theirs = &reference[k * plane..][..plane];
             worst_corr = worst_corr.min(pearson(ours, theirs));
             worst_sign = worst_sign.max(sign_disagreement(ours.iter().map(|&l| l > 0.0), theirs));
-            let host = threshold(&upscale_logits(decoded.low_res(0, token).unwrap(), &geometry).unwrap()).unwrap();
+            let host = threshold(&upscale_logits(decoded.low_res(0, token).unwrap().unwrap(), &geometry).unwrap()).unwrap();
             let host = host.data_bytes().unwrap().to_vec();
             let device = &masks.masks.data::<u8>().unwrap()[k * plane..][..plane];
             let differing = host.iter().zip(device).filter(|(a, b)| a != b).count();

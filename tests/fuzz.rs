@@ -130,7 +130,7 @@ fn generated_images_are_decoded_or_refused_without_panics() {
     let (decoded, refused) = (Cell::new(0u32), Cell::new(0u32));
     runner(IMAGE_CASES)
         .run(&strategy, |kind| {
-            let image = kind.map(|kind| proto::Image { kind: Some(kind) });
+            let image = samstream::server::convert::image_payload(kind.map(|kind| proto::Image { kind: Some(kind) }));
             match decode_image(image.as_ref(), &limits) {
                 Ok(rgb) => {
                     decoded.set(decoded.get() + 1);

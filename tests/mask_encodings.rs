@@ -6,16 +6,21 @@ mod common;
 use opencv::core::{CV_8UC1, Mat, Point, Rect, Scalar, Size};
 use opencv::imgproc::{FILLED, LINE_8};
 use opencv::prelude::*;
-use samstream::mask;
+use samstream::mask::{self, MaskFormat};
 use samstream::proto::{self, mask::Data};
+use samstream::server::convert;
+
+/// The mask as clients receive it: encoded, then as its message.
+fn wire(truth: &Mat, format: MaskFormat) -> Data {
+    convert::mask(mask::encode(truth, format).unwrap()).data.unwrap()
+}
 
 fn encoded(truth: &Mat) -> common::EncodedMask {
-    let get = |format| mask::encode(truth, format).unwrap().data.unwrap();
-    let Data::CocoRle(rle) = get(proto::MaskFormat::CocoRle) else { panic!() };
-    let Data::Png(png) = get(proto::MaskFormat::Png) else { panic!() };
-    let Data::Polygons(polygons) = get(proto::MaskFormat::Polygons) else { panic!() };
+    let Data::CocoRle(rle) = wire(truth, MaskFormat::CocoRle) else { panic!() };
+    let Data::Png(png) = wire(truth, MaskFormat::Png) else { panic!() };
+    let Data::Polygons(polygons) = wire(truth, MaskFormat::Polygons) else { panic!() };
     let (area, bbox) = mask::area_and_box(truth).unwrap();
-    common::EncodedMask { rle, png, polygons, area, bbox }
+    common::EncodedMask { rle, png, polygons, area, bbox: convert::pixel_box(bbox) }
 }
 
 fn canvas(width: i32, height: i32) -> Mat {
@@ -57,8 +62,8 @@ fn an_empty_mask_has_zero_area_and_box() {
     let m = canvas(10, 7);
     let (area, bbox) = mask::area_and_box(&m).unwrap();
     assert_eq!(area, 0);
-    assert_eq!(bbox, proto::Box::default());
-    let Some(Data::CocoRle(rle)) = mask::encode(&m, proto::MaskFormat::CocoRle).unwrap().data else { panic!() };
+    assert_eq!(convert::pixel_box(bbox), proto::Box::default());
+    let Data::CocoRle(rle) = wire(&m, MaskFormat::CocoRle) else { panic!() };
     // pycocotools: encode(zeros((7, 10))) == {"size": [7, 10], "counts": b"V2"} (one run of 70 zeros).
     assert_eq!(rle.size, vec![7, 10]);
     assert_eq!(rle.counts, "V2");

@@ -33,10 +33,10 @@ async fn running_out_of_memory_fails_that_call_and_the_server_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let video = s::make_video(dir.path(), "loop.mp4", 1.0, 10);
     let mut config = common::config();
-    config.memory_limit = LIMIT;
-    config.encoder_max_batch = 2;
-    config.data_path = DataPath::Device;
-    config.sources =
+    config.runtime.memory_limit = LIMIT;
+    config.engine.encoder_max_batch = 2;
+    config.runtime.data_path = DataPath::Device;
+    config.video.sources =
         Some(s::write_sources(dir.path(), &format!("[[source]]\nname = \"loop\"\nkind = \"file\"\npath = {video:?}\nloop = true\n")));
     let server = common::start_server(config).await;
     let mut client = common::client(&server).await;

@@ -13,11 +13,9 @@ use std::sync::Arc;
 use common::parity::{Case, MAX_SIGN_DISAGREEMENT, MIN_CORRELATION, load_cases, pearson, prompt, read_logits, read_rgb, sign_disagreement};
 use opencv::core::Mat;
 use opencv::prelude::*;
-use samstream::model::postprocess::{chosen_tokens, upscale_logits};
+use samstream::model::postprocess::{binary_mask, chosen_tokens, upscale_logits};
 use samstream::model::prompt::PromptTokens;
-use samstream::model::{
-    DataPath, FramePreparation, ImageEncoder, MaskDecoder, MaskRequest, OrtModel, OrtOptions, Preprocessor, ResizeFilter,
-};
+use samstream::model::{DataPath, DecodedObjects, EncoderInput, MaskRequest, Preprocessor, ResizeFilter, RgbFrame, RuntimeOptions};
 
 #[derive(Debug)]
 struct Figures {
@@ -43,12 +41,13 @@ fn mat_values(m: &Mat) -> Vec<f32> {
 /// optionally with the image's channels swapped (the classic BGR-for-RGB bug), and returns the
 /// per-case figures.
 fn evaluate(data_path: DataPath, filter: ResizeFilter, swap_channels: bool, include: impl Fn(&Case) -> bool) -> Vec<Figures> {
-    let options = OrtOptions { library: common::ort_lib(), intra_threads: 1, data_path, ..Default::default() };
-    let mut model = OrtModel::load(&common::model_dir(), &options).expect("model loads");
-    assert_eq!(model.data_path, if data_path == DataPath::Auto { DataPath::Host } else { data_path }, "auto is host on the CPU");
-    let preparation = match model.data_path {
-        DataPath::Device => FramePreparation::Device,
-        _ => FramePreparation::Host(Preprocessor::new(filter)),
+    let options = RuntimeOptions { ort_lib: common::ort_lib(), intra_threads: 1, data_path, ..Default::default() };
+    let mut model = samstream::model::load(&common::model_dir(), &options).expect("model loads");
+    let model_path = model.info.data_path;
+    assert_eq!(model_path, if data_path == DataPath::Auto { DataPath::Host } else { data_path }, "auto is host on the CPU");
+    let prepare = |rgb: Mat| match model_path {
+        DataPath::Device => EncoderInput::Pixels(RgbFrame::new(Arc::new(rgb)).expect("an RGB frame")),
+        _ => EncoderInput::Preprocessed(Arc::new(Preprocessor::new(filter).run(&rgb).expect("preprocess"))),
     };
     let cases = load_cases();
     let mut by_image: BTreeMap<&str, Vec<&Case>> = BTreeMap::new();
@@ -63,14 +62,15 @@ fn evaluate(data_path: DataPath, filter: ResizeFilter, swap_channels: bool, incl
             opencv::imgproc::cvt_color_def(&rgb, &mut swapped, opencv::imgproc::COLOR_RGB2BGR).unwrap();
             rgb = swapped;
         }
-        let (input, _) = preparation.prepare(Arc::new(rgb)).expect("preprocess");
+        let input = prepare(rgb);
         let geometry = input.geometry();
         assert_eq!((geometry.width, geometry.height), (cases[0].width, cases[0].height));
-        let embedding = model.encoder.encode_batch(vec![input]).pop().expect("one result").expect("encoder").embedding;
+        let (embedding, _) = model.encoder.encode(vec![input]).expect("encoder").pop().expect("one result");
         for case in cases {
             let tokens = PromptTokens::new(&prompt(case), &geometry);
-            let request = MaskRequest { geometry, multimask: case.multimask, keep_low_res: false };
-            let decoded = model.decoder.decode(&embedding, &[tokens], request).expect("decoder");
+            let request = MaskRequest::objects(geometry, case.multimask, false);
+            let mut decoded = DecodedObjects::with_capacity(1);
+            decoded.push_group(&[0], model.decoder.decode(&embedding, &[&tokens], &request).expect("decoder"));
             let iou = decoded.iou.row(0).to_vec();
             let chosen = chosen_tokens(&iou, case.multimask);
             let reference = read_logits(case);
@@ -82,7 +82,7 @@ fn evaluate(data_path: DataPath, filter: ResizeFilter, swap_channels: bool, incl
             let (mut worst_corr, mut worst_sign) = (None::<f64>, 0f64);
             for &(token, _) in &chosen {
                 let reference = &reference[(token - first_token) * plane..][..plane];
-                let sign = match decoded.low_res(0, token) {
+                let sign = match decoded.low_res(0, token).expect("host memory") {
                     Some(low_res) => {
                         let logits = mat_values(&upscale_logits(low_res, &geometry).unwrap());
                         let corr = pearson(&logits, reference);
@@ -90,7 +90,7 @@ fn evaluate(data_path: DataPath, filter: ResizeFilter, swap_channels: bool, incl
                         sign_disagreement(logits.iter().map(|&l| l > 0.0), reference)
                     }
                     None => {
-                        let mask = decoded.mask(0, token, &geometry).expect("device mask");
+                        let mask = binary_mask(&decoded, 0, token, &geometry).expect("device mask");
                         sign_disagreement(mask.bytes().unwrap().iter().map(|&v| v != 0), reference)
                     }
                 };
@@ -109,7 +109,7 @@ fn evaluate(data_path: DataPath, filter: ResizeFilter, swap_channels: bool, incl
         eprintln!(
             "{:<9} {:<6} {:<13} bgr={swap_channels:<5} {:<32} {corr} sign-disagree {:.5}% order {} -> {}",
             "parity",
-            format!("{:?}", model.data_path),
+            format!("{:?}", model_path),
             format!("{filter:?}"),
             f.case,
             100.0 * f.sign_disagreement,

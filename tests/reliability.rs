@@ -31,9 +31,9 @@ fn looping_source(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
 async fn beyond_the_caps_calls_are_refused_at_once_and_admitted_streams_keep_going() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::config();
-    config.max_inflight = 1;
-    config.max_streams = 1;
-    config.sources = Some(looping_source(dir.path(), "capped"));
+    config.limits.max_inflight = 1;
+    config.limits.max_streams = 1;
+    config.video.sources = Some(looping_source(dir.path(), "capped"));
     let server = common::start_server(config).await;
     let mut client = common::client(&server).await;
 
@@ -90,7 +90,7 @@ async fn an_expired_deadline_cancels_the_queued_work() {
 async fn a_client_that_stops_reading_is_paused_and_others_are_unaffected() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::config();
-    config.sources = Some(looping_source(dir.path(), "shared"));
+    config.video.sources = Some(looping_source(dir.path(), "shared"));
     let server = common::start_server(config).await;
     let mut client = common::client(&server).await;
     // Polygons of random-init masks are large (thousands of specks per frame), so a stalled

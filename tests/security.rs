@@ -38,9 +38,9 @@ async fn tls_with_client_certificates() {
         path
     };
     let mut config = common::config();
-    config.tls_cert = Some(write("server.pem", &pki.server.0));
-    config.tls_key = Some(write("server.key", &pki.server.1));
-    config.tls_client_ca = Some(write("ca.pem", &pki.ca_pem));
+    config.tls.tls_cert = Some(write("server.pem", &pki.server.0));
+    config.tls.tls_key = Some(write("server.key", &pki.server.1));
+    config.tls.tls_client_ca = Some(write("ca.pem", &pki.ca_pem));
     let server = common::start_server(config).await;
     let url = format!("https://localhost:{}", server.addr.port());
     let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca_pem)).domain_name("localhost");

@@ -103,7 +103,7 @@ fn differing_pixels(a: &[u8], b: &[u8]) -> usize {
 async fn the_device_data_path_serves_the_host_paths_masks_and_reports_its_stages() {
     let host = common::start_server(common::config()).await;
     let mut config = common::config();
-    config.data_path = DataPath::Device;
+    config.runtime.data_path = DataPath::Device;
     let device = common::start_server(config).await;
     let (mut host_client, mut device_client) = (common::client(&host).await, common::client(&device).await);
     let host_info = host_client.get_model_info(proto::GetModelInfoRequest {}).await.unwrap().into_inner();
@@ -269,7 +269,7 @@ async fn a_model_directory_without_the_optional_encoders_serves_fp32() {
     // Asking for a precision whose file is missing fails, saying how to export it.
     let mut config = common::config();
     config.model_dir = trimmed.path().to_path_buf();
-    config.encoder_precision = samstream::model::EncoderPrecision::Int8;
+    config.runtime.encoder_precision = samstream::model::EncoderPrecision::Int8;
     let error = samstream::server::start(config, std::future::pending()).await.err().expect("the int8 encoder is missing");
     assert!(error.to_string().contains("encoder_int8.onnx") && error.to_string().contains("export.py --int8"), "{error}");
 }
@@ -277,7 +277,7 @@ async fn a_model_directory_without_the_optional_encoders_serves_fp32() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fp16_encoder_serves_and_says_so() {
     let mut config = common::config();
-    config.encoder_precision = samstream::model::EncoderPrecision::Fp16;
+    config.runtime.encoder_precision = samstream::model::EncoderPrecision::Fp16;
     let server = common::start_server(config).await;
     let mut client = common::client(&server).await;
     let info = client.get_model_info(proto::GetModelInfoRequest {}).await.unwrap().into_inner();
@@ -292,7 +292,7 @@ async fn the_fp16_encoder_serves_and_says_so() {
 async fn a_missing_gpu_provider_falls_back_to_the_cpu_or_fails_by_flag() {
     // The onnxruntime wheel used here is CPU-only, so CUDA cannot be registered.
     let mut config = common::config();
-    config.device = "cuda:0".parse().unwrap();
+    config.runtime.device = "cuda:0".parse().unwrap();
     let server = common::start_server(config).await;
     let mut client = common::client(&server).await;
     let info = client.get_model_info(proto::GetModelInfoRequest {}).await.unwrap().into_inner();
@@ -301,8 +301,8 @@ async fn a_missing_gpu_provider_falls_back_to_the_cpu_or_fails_by_flag() {
     server.shutdown().await.unwrap();
 
     let mut config = common::config();
-    config.device = "tensorrt:1".parse().unwrap();
-    config.device_fallback = samstream::model::DeviceFallback::Fail;
+    config.runtime.device = "tensorrt:1".parse().unwrap();
+    config.runtime.device_fallback = samstream::model::DeviceFallback::Fail;
     let server = samstream::server::start(config, std::future::pending()).await.unwrap();
     assert!(!server.serving().await, "a server without its GPU provider must not report SERVING");
     let mut client = common::client(&server).await;
@@ -330,8 +330,8 @@ async fn the_device_data_path_batches_frames_of_different_sizes() {
 
 async fn batching(data_path: DataPath) {
     let mut config = common::config();
-    config.encoder_max_batch = 4;
-    config.data_path = data_path;
+    config.engine.encoder_max_batch = 4;
+    config.runtime.data_path = data_path;
     let server = common::start_server(config).await;
     let mut client = common::client(&server).await;
     let info = client.get_model_info(proto::GetModelInfoRequest {}).await.unwrap().into_inner();

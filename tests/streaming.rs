@@ -19,9 +19,9 @@ async fn server_with_sources(dir: &std::path::Path, toml: &str) -> samstream::se
 
 async fn server_on_path(dir: &std::path::Path, toml: &str, data_path: DataPath) -> samstream::server::RunningServer {
     let mut config = common::config();
-    config.data_path = data_path;
-    config.sources = Some(s::write_sources(dir, toml));
-    config.source_grace_secs = 0.5;
+    config.runtime.data_path = data_path;
+    config.video.sources = Some(s::write_sources(dir, toml));
+    config.video.source_grace_secs = 0.5;
     common::start_server(config).await
 }
 
@@ -314,8 +314,8 @@ async fn client_frames_are_segmented_and_bad_ones_rejected() {
 async fn streams_are_refused_with_clear_statuses() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::config();
-    config.sources = Some(s::write_sources(dir.path(), ""));
-    config.allow_uris = vec!["http://127.0.0.1:1/allowed/*".into(), "http://169.254.*".into()];
+    config.video.sources = Some(s::write_sources(dir.path(), ""));
+    config.video.allow_uris = vec!["http://127.0.0.1:1/allowed/*".into(), "http://169.254.*".into()];
     let server = common::start_server(config).await;
     let mut client = common::client(&server).await;
     let refused = |source: Source| s::start(source, false, vec![]);

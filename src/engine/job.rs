@@ -1,35 +1,20 @@
+//! What travels on the engine's queues: the work, the caller's span, when it was queued, and
+//! the oneshot the answer goes back on.
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use super::EngineError;
-use crate::model::prompt::PromptTokens;
-use crate::model::{DecodedObjects, Embedding, EncoderInput, ImageGeometry, MaskRequest};
+use super::frame::EncodedFrame;
+use crate::model::{DecodedObjects, Embedding, EncoderInput, MaskRequest, PromptTokens};
 use crate::telemetry::StageTimings;
 
-/// An encoder output, shared by every decode on the same frame (prompt updates, viewers). On a
-/// GPU it stays in device memory.
-pub struct ImageEmbedding {
-    pub data: Embedding,
-    pub geometry: ImageGeometry,
-}
-
-/// The encoder thread's answer.
-pub struct Encoded {
-    pub embedding: Arc<ImageEmbedding>,
-    pub queue: Duration,
-    /// Host to device copy of the image (zero where the provider works in host memory).
-    pub upload: Duration,
-    /// The preprocessing graph, with the device data path (host preprocessing is the caller's).
-    pub preprocess: Duration,
-    pub encoder: Duration,
-}
-
-/// The decoder thread's answer: masks (or logits) and the decoder thread's stage times.
-pub struct Decoded {
-    pub decoded: DecodedObjects,
-    pub queue: Duration,
+/// The encoder thread's answer: the embedding and the stages it took there (queue included).
+pub(super) struct Encoded {
+    pub embedding: Embedding,
+    pub timings: StageTimings,
 }
 
 pub(super) struct EncodeJob {
@@ -40,31 +25,10 @@ pub(super) struct EncodeJob {
 }
 
 pub(super) struct DecodeJob {
-    pub embedding: Arc<ImageEmbedding>,
+    pub frame: Arc<EncodedFrame>,
     pub objects: Vec<PromptTokens>,
     pub request: MaskRequest,
-    pub reply: oneshot::Sender<Result<Decoded, EngineError>>,
+    pub reply: oneshot::Sender<Result<DecodedObjects, EngineError>>,
     pub span: tracing::Span,
     pub enqueued: Instant,
-}
-
-impl Encoded {
-    /// Adds the encoder thread's stages to a request's timings.
-    pub fn record(&self, timings: &mut StageTimings) {
-        timings.upload += self.upload;
-        timings.preprocess += self.preprocess;
-        timings.queue += self.queue;
-        timings.encoder += self.encoder;
-    }
-}
-
-impl Decoded {
-    /// Adds the decoder thread's stages (device postprocessing and download included).
-    pub fn record(&self, timings: &mut StageTimings) {
-        let t = self.decoded.timings;
-        timings.queue += self.queue;
-        timings.decoder += t.decoder;
-        timings.postprocess += t.postprocess;
-        timings.download += t.download;
-    }
 }

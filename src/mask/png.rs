@@ -1,3 +1,5 @@
+//! PNG masks, for clients that want an image.
+
 use opencv::core::Vector;
 
 use super::{MaskError, MaskImage};

@@ -5,7 +5,13 @@ use opencv::core::Mat;
 use opencv::prelude::*;
 
 use super::{MaskError, MaskImage};
-use crate::proto;
+
+/// pycocotools' compressed RLE: `size = [height, width]`, `counts` as `rleToString` writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CocoRle {
+    pub size: [u32; 2],
+    pub counts: String,
+}
 
 /// Run lengths over the mask in column-major order, the first run counting zeros.
 pub fn column_major_runs(mask: &impl MaskImage) -> Result<Vec<u32>, MaskError> {
@@ -52,9 +58,9 @@ pub fn coco_counts_string(runs: &[u32]) -> String {
     out
 }
 
-pub fn encode_coco_rle(mask: &impl MaskImage) -> Result<proto::CocoRle, MaskError> {
+pub fn encode_coco_rle(mask: &impl MaskImage) -> Result<CocoRle, MaskError> {
     let runs = column_major_runs(mask)?;
-    Ok(proto::CocoRle { size: vec![mask.rows() as u32, mask.cols() as u32], counts: coco_counts_string(&runs) })
+    Ok(CocoRle { size: [mask.rows() as u32, mask.cols() as u32], counts: coco_counts_string(&runs) })
 }
 
 #[cfg(test)]

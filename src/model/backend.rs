@@ -1,33 +1,40 @@
-//! The synchronous model interfaces the engine threads drive, and what flows through them.
-//! Tensors between the stages are ONNX Runtime values in the execution provider's memory, so
-//! the same interfaces serve the CPU provider and a GPU without copies in between.
+//! The seam between the engine and a model backend: two synchronous halves, each driven by one
+//! engine thread, and the device-neutral vocabulary that crosses it. A backend keeps its tensors
+//! where it computes (GPU memory on a GPU); what crosses the seam is either opaque (an
+//! `Embedding`) or host memory the backend lends (`HostData`), so the engine, the sessions and
+//! the transport never name the backend's types, and a test double needs no ONNX Runtime.
 
+use std::any::Any;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use ndarray::Array2;
 use opencv::core::Mat;
 use opencv::prelude::*;
 
-use super::ort::{DecodedObjects, Embedding};
+use super::options::{DataPath, ExecutionProvider, Precision};
+use super::preprocess::PreprocessedImage;
 use super::prompt::PromptTokens;
-use super::{ImageGeometry, ModelError, PreprocessedImage, Preprocessor};
+use super::{ImageGeometry, ModelError};
+use crate::telemetry::StageTimings;
 
-/// Where resizing, normalisation, padding and mask upscaling run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DataPath {
-    /// `device` on a GPU provider, `host` on the CPU provider (where the Rust/OpenCV stages are faster).
-    #[default]
-    Auto,
-    /// Rust (Pillow-exact) preprocessing and OpenCV postprocessing on the host.
-    Host,
-    /// The preprocessing and postprocessing graphs on the execution provider: frames go up as
-    /// bytes, masks come back as bytes, everything between stays in its memory.
-    Device,
+/// One image embedding `[1, 256, 64, 64]`, opaque: the backend's own tensor, in the memory its
+/// encoder wrote it to. Shared by every decode on its frame (prompt updates, viewers).
+pub struct Embedding(Box<dyn Any + Send + Sync>);
+
+impl Embedding {
+    pub fn new<T: Any + Send + Sync>(tensor: T) -> Self {
+        Self(Box::new(tensor))
+    }
+
+    /// The backend's tensor; an embedding made by another backend is refused.
+    pub fn downcast_ref<T: Any>(&self) -> Result<&T, ModelError> {
+        self.0.downcast_ref().ok_or(ModelError::ForeignEmbedding)
+    }
 }
 
 /// A decoded frame, 8-bit RGB, ready to be uploaded as it is (shared with the source that
 /// grabbed it: viewers of one source see the same pixels).
+#[derive(Clone)]
 pub struct RgbFrame {
     pub pixels: Arc<Mat>,
     pub geometry: ImageGeometry,
@@ -35,9 +42,7 @@ pub struct RgbFrame {
 
 impl RgbFrame {
     pub fn new(rgb: Arc<Mat>) -> Result<Self, ModelError> {
-        if rgb.typ() != opencv::core::CV_8UC3 {
-            return Err(ModelError::Image(format!("expected an 8-bit 3-channel image, got type {}", rgb.typ())));
-        }
+        super::preprocess::check_rgb8(&rgb)?;
         let pixels = if rgb.is_continuous() { rgb } else { Arc::new(rgb.try_clone()?) };
         let geometry = ImageGeometry::new(pixels.cols() as usize, pixels.rows() as usize);
         Ok(Self { pixels, geometry })
@@ -48,11 +53,13 @@ impl RgbFrame {
     }
 }
 
-/// What the encoder thread is given for one image.
+/// What the encoder is given for one image. Cloning is cheap (shared buffers), so a batch can
+/// be retried image by image.
+#[derive(Clone)]
 pub enum EncoderInput {
     /// Already resized, normalised and padded on the host (`DataPath::Host`).
-    Preprocessed(PreprocessedImage),
-    /// Decoded pixels for the preprocessing graph (`DataPath::Device`).
+    Preprocessed(Arc<PreprocessedImage>),
+    /// Decoded pixels for the backend's preprocessing graph (`DataPath::Device`).
     Pixels(RgbFrame),
 }
 
@@ -65,74 +72,159 @@ impl EncoderInput {
     }
 }
 
-/// How callers turn a decoded frame into the encoder's input, once the data path is known.
-#[derive(Debug, Clone, Copy)]
-pub enum FramePreparation {
-    /// Resize/normalise/pad here (on a blocking thread), so the encoder thread only encodes.
-    Host(Preprocessor),
-    /// Hand the bytes over; the encoder thread uploads them and runs the preprocessing graph.
-    Device,
-}
-
-impl FramePreparation {
-    /// The encoder's input and the host preprocessing time it took.
-    pub fn prepare(&self, rgb: Arc<Mat>) -> Result<(EncoderInput, Duration), ModelError> {
-        match self {
-            FramePreparation::Host(preprocessor) => {
-                let started = Instant::now();
-                let image = preprocessor.run(&rgb)?;
-                Ok((EncoderInput::Preprocessed(image), started.elapsed()))
-            }
-            FramePreparation::Device => Ok((EncoderInput::Pixels(RgbFrame::new(rgb)?), Duration::ZERO)),
-        }
-    }
-}
-
-/// One image's encoder output and the stages that produced it on the encoder thread.
-pub struct EncodedImage {
-    pub embedding: Embedding,
-    /// Host to device copy of the image (zero where device memory is host memory).
-    pub upload: Duration,
-    /// The preprocessing graph (zero when the host preprocessed the image).
-    pub preprocess: Duration,
-    /// The encoder run, shared by every image of a batch.
-    pub encoder: Duration,
-}
-
 /// What a decode should leave on the host besides IoU predictions.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MaskRequest {
+    /// The image (or crop) the masks are for.
     pub geometry: ImageGeometry,
-    /// Tokens 1..3 (SamPredictor's multimask candidates) instead of token 0.
-    pub multimask: bool,
-    /// The returned tokens' low-res logits too (tracking feeds them back).
-    pub keep_low_res: bool,
+    pub output: MaskOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaskOutput {
+    /// Prompted objects: the masks of the tokens the request returns.
+    Objects {
+        /// Tokens 1..3 (SamPredictor's multimask candidates) instead of token 0.
+        multimask: bool,
+        /// The returned tokens' low-res logits too (tracking feeds them back).
+        keep_low_res: bool,
+    },
+    /// Segment everything: every point's candidates (tokens 1..3) that pass the filters.
+    Candidates(CandidateFilter),
+}
+
+/// Segment everything's per-mask filters, in the order the reference applies them, in its
+/// arithmetic: scores are float32 and so are the thresholds they are compared with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CandidateFilter {
+    /// Keep masks whose predicted IoU is above this; `None` keeps every mask.
+    pub pred_iou_thresh: Option<f32>,
+    /// Keep masks whose stability score is at least this; `None` keeps every mask.
+    pub stability_score_thresh: Option<f32>,
+    /// The stability score counts logits above `+offset` and above `-offset`.
+    pub stability_score_offset: f64,
+}
+
+impl CandidateFilter {
+    /// The logit levels the stability score counts above: `0.0 + offset` and `0.0 - offset`,
+    /// as float32 (the logits' type).
+    pub fn stability_levels(&self) -> (f32, f32) {
+        ((0.0 + self.stability_score_offset) as f32, (0.0 - self.stability_score_offset) as f32)
+    }
+
+    pub fn keeps_iou(&self, iou: f32) -> bool {
+        self.pred_iou_thresh.is_none_or(|t| iou > t)
+    }
+
+    /// `inside / union`, NaN for an empty union, which no threshold keeps.
+    pub fn keeps_stability(&self, stability: f32) -> bool {
+        self.stability_score_thresh.is_none_or(|t| stability >= t)
+    }
 }
 
 impl MaskRequest {
+    pub fn objects(geometry: ImageGeometry, multimask: bool, keep_low_res: bool) -> Self {
+        Self { geometry, output: MaskOutput::Objects { multimask, keep_low_res } }
+    }
+
     /// The mask tokens a request returns: token 0 alone (as `predict(multimask_output=False)`),
     /// or the three candidates.
     pub fn tokens(&self) -> &'static [usize] {
-        if self.multimask { &[1, 2, 3] } else { &[0] }
+        match self.output {
+            MaskOutput::Objects { multimask: false, .. } => &[0],
+            MaskOutput::Objects { multimask: true, .. } | MaskOutput::Candidates(_) => &[1, 2, 3],
+        }
+    }
+
+    pub fn keeps_low_res(&self) -> bool {
+        matches!(self.output, MaskOutput::Objects { keep_low_res: true, .. })
     }
 }
 
-pub trait ImageEncoder: Send {
-    /// One embedding (or error) per input, in order; backends may run them as one batch.
-    fn encode_batch(&mut self, inputs: Vec<EncoderInput>) -> Vec<Result<EncodedImage, ModelError>>;
-
-    /// Runs every batch size up to `max_batch` once, so that no request pays for first-run
-    /// initialisation (on CUDA: cuDNN's algorithm search for each new input shape). Returns an
-    /// embedding for the decoder's warm-up and the largest batch that fit in memory.
-    fn warm_up(&mut self, max_batch: usize) -> Result<(Embedding, usize), ModelError>;
+/// Host memory a backend lends to the postprocessing: its own output buffers, not a copy.
+pub trait HostSlice<T>: Send + Sync {
+    fn values(&self) -> Result<&[T], ModelError>;
 }
 
-pub trait MaskDecoder: Send {
-    /// Prompt encoder + mask decoder for every object on one embedding, then what `request`
-    /// asks for: objects with equal token counts share one decoder call, so batching never
-    /// adds padding tokens that would change a mask.
-    fn decode(&mut self, embedding: &Embedding, objects: &[PromptTokens], request: MaskRequest) -> Result<DecodedObjects, ModelError>;
+impl<T: Send + Sync> HostSlice<T> for Vec<T> {
+    fn values(&self) -> Result<&[T], ModelError> {
+        Ok(self)
+    }
+}
 
-    /// Runs the decoder (and device postprocessing) once per object count it will batch.
-    fn warm_up(&mut self, embedding: &Embedding) -> Result<(), ModelError>;
+pub type HostData<T> = Box<dyn HostSlice<T>>;
+
+/// The masks of one decoder call, in host memory.
+pub enum MaskGroup {
+    /// `[n, 4, 256, 256]` logits of every token; the host upscales what it returns.
+    LowRes(HostData<f32>),
+    /// `[n, K, H, W]` masks (255 inside) of `tokens`, made by the backend, and with tracking
+    /// their `[n, K, 256, 256]` low-res logits.
+    Binary { tokens: &'static [usize], masks: HostData<u8>, low_res: Option<HostData<f32>> },
+    /// Segment everything's candidates that passed the filters, found by the backend, and
+    /// their masks `[found, H, W]` (255 inside), in the order of `found`.
+    Candidates { found: Vec<FoundMask>, masks: HostData<u8> },
+}
+
+/// A candidate mask the backend kept: the decoder call's row (the point), the token, its
+/// scores, and its box in the reference's convention (XYXY, last pixel included; zeros for an
+/// empty mask).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FoundMask {
+    pub row: usize,
+    pub token: usize,
+    pub iou: f32,
+    pub stability: f32,
+    pub inclusive_box: [u32; 4],
+}
+
+/// One decoder call's answer: `[n, 4]` IoU predictions, the masks, and the stages it took
+/// (decoder; postprocess and download when the backend made the masks).
+pub struct DecodedGroup {
+    pub iou: Array2<f32>,
+    pub masks: MaskGroup,
+    pub timings: StageTimings,
+}
+
+/// The image encoder; the engine's encoder thread owns it.
+pub trait ImageEncoder: Send {
+    /// Encodes `inputs` in one run (one batch when there are several) and returns one
+    /// embedding per input, in order, with the stages each took (upload, preprocessing graph,
+    /// encoder; a batch's run counts for every image in it). No retries: an out-of-memory
+    /// batch fails as a whole.
+    fn encode(&mut self, inputs: Vec<EncoderInput>) -> Result<Vec<(Embedding, StageTimings)>, ModelError>;
+}
+
+/// SAM's prompt encoder and mask decoder; the engine's decoder thread owns it.
+pub trait MaskDecoder: Send {
+    /// One decoder call for `objects` that all have the same number of prompt tokens (so
+    /// batching never adds padding tokens that would change a mask), then what `request` asks
+    /// of the postprocessing.
+    fn decode(&mut self, embedding: &Embedding, objects: &[&PromptTokens], request: &MaskRequest) -> Result<DecodedGroup, ModelError>;
+
+    /// Whether this decoder makes the masks itself (device postprocessing): then the memory a
+    /// call needs grows with the image and its objects are split over calls.
+    fn makes_masks(&self) -> bool;
+}
+
+/// What a loaded backend really runs on, for health, GetModelInfo and the engine's policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendInfo {
+    pub provider: ExecutionProvider,
+    /// Where pre- and postprocessing run, `auto` resolved (`Host` or `Device`).
+    pub data_path: DataPath,
+    pub precision: Precision,
+}
+
+impl BackendInfo {
+    pub fn on_gpu(&self) -> bool {
+        self.provider.gpu().is_some()
+    }
+}
+
+/// A loaded model, split so that each half can live on its own thread.
+pub struct LoadedModel {
+    pub encoder: Box<dyn ImageEncoder>,
+    pub decoder: Box<dyn MaskDecoder>,
+    pub info: BackendInfo,
 }

@@ -1,4 +1,6 @@
-use super::IMAGE_SIZE;
+//! Where an original image lies in the encoder's padded 1024x1024 input.
+
+use super::contract::IMAGE_SIZE;
 
 /// How an original image maps into the encoder's padded 1024x1024 input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

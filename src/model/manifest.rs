@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::ModelError;
+use super::contract::IMAGE_SIZE;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Provenance {
@@ -38,10 +39,10 @@ impl Manifest {
         let text = std::fs::read_to_string(&path).map_err(|io| ModelError::Io { path: path.display().to_string(), io })?;
         let manifest: Manifest =
             serde_json::from_str(&text).map_err(|e| ModelError::Manifest { path: path.display().to_string(), reason: e.to_string() })?;
-        if manifest.image_size != super::IMAGE_SIZE {
+        if manifest.image_size != IMAGE_SIZE {
             return Err(ModelError::Manifest {
                 path: path.display().to_string(),
-                reason: format!("image_size {} is not {}", manifest.image_size, super::IMAGE_SIZE),
+                reason: format!("image_size {} is not {IMAGE_SIZE}", manifest.image_size),
             });
         }
         Ok(manifest)

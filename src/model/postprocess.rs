@@ -1,9 +1,53 @@
-//! SamPredictor's `postprocess_masks`: bilinear upscale of 256x256 logits to 1024, crop the
-//! padding, bilinear resize to the original size; then the threshold at 0.
+//! SamPredictor's postprocessing: which mask tokens a request returns, and their binary masks
+//! at the original size. On the host that is `postprocess_masks` (bilinear upscale of the
+//! 256x256 logits to 1024, crop of the padding, bilinear resize to the original size) and the
+//! threshold at 0, with OpenCV; on the device data path the backend already made the masks and
+//! they are viewed where they lie.
 
+use opencv::boxed_ref::BoxedRef;
 use opencv::core::{CMP_GT, Mat, Rect, Scalar, Size};
+use opencv::prelude::*;
 
-use super::{IMAGE_SIZE, ImageGeometry, LOW_RES, ModelError};
+use super::backend::MaskGroup;
+use super::decoded::{DecodedObjects, token_position};
+use super::{IMAGE_SIZE, ImageGeometry, LOW_RES, MASK_TOKENS, ModelError};
+
+/// A binary mask at the original size, CV_8UC1, 255 inside: made here by OpenCV, or a view of
+/// the bytes the device sent back.
+pub enum BinaryMask<'a> {
+    Owned(Mat),
+    View(BoxedRef<'a, Mat>),
+}
+
+impl BinaryMask<'_> {
+    /// Row-major bytes, 255 inside.
+    pub fn bytes(&self) -> Result<&[u8], ModelError> {
+        Ok(match self {
+            BinaryMask::Owned(mask) => mask.data_bytes()?,
+            BinaryMask::View(mask) => mask.data_bytes()?,
+        })
+    }
+}
+
+/// Object `i`'s mask for `token` at the original size.
+pub fn binary_mask<'a>(decoded: &'a DecodedObjects, i: usize, token: usize, geometry: &ImageGeometry) -> Result<BinaryMask<'a>, ModelError> {
+    let object = decoded.object(i);
+    match object.group {
+        MaskGroup::LowRes(logits) => {
+            let plane = LOW_RES * LOW_RES;
+            let low_res = &logits.values()?[(object.row * MASK_TOKENS + token) * plane..][..plane];
+            Ok(BinaryMask::Owned(threshold(&upscale_logits(low_res, geometry)?)?))
+        }
+        MaskGroup::Binary { tokens, masks, .. } => {
+            let k = token_position(tokens, token)?;
+            let plane = geometry.width * geometry.height;
+            let bytes = &masks.values()?[(object.row * tokens.len() + k) * plane..][..plane];
+            Ok(BinaryMask::View(Mat::new_rows_cols_with_data(geometry.height as i32, geometry.width as i32, bytes)?))
+        }
+        // Segment everything's candidates are read through `everything::candidates`.
+        MaskGroup::Candidates { .. } => Err(ModelError::Shape { name: "mask of a prompted object", shape: vec![i, token] }),
+    }
+}
 
 /// Full-resolution logits (CV_32FC1, original height x width) of one 256x256 low-res mask.
 pub fn upscale_logits(low_res: &[f32], geometry: &ImageGeometry) -> Result<Mat, ModelError> {
@@ -41,8 +85,6 @@ pub fn chosen_tokens(iou: &[f32], multimask: bool) -> Vec<(usize, f32)> {
 
 #[cfg(test)]
 mod tests {
-    use opencv::prelude::*;
-
     use super::*;
 
     #[test]

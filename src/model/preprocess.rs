@@ -5,23 +5,17 @@ use ndarray::Array4;
 use opencv::core::{Mat, Size};
 use opencv::prelude::*;
 
-use super::{IMAGE_SIZE, ImageGeometry, ModelError, resample};
+pub use super::contract::{PIXEL_MEAN, PIXEL_STD};
+use super::contract::IMAGE_SIZE;
+pub use super::options::ResizeFilter;
+use super::{ImageGeometry, ModelError, resample};
 
-/// SAM's pixel statistics (RGB order), as float32 like the model's registered buffers.
-pub const PIXEL_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
-pub const PIXEL_STD: [f32; 3] = [58.395, 57.12, 57.375];
-
-/// How the longest side is brought to 1024 pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ResizeFilter {
-    /// Pillow's antialiased bilinear filter, bit-exact with SamPredictor.
-    #[default]
-    Pillow,
-    /// OpenCV INTER_AREA when shrinking, INTER_LINEAR when enlarging (close, not exact).
-    OpencvArea,
-    /// OpenCV INTER_LINEAR in both directions: aliases when shrinking; fails the parity test.
-    OpencvLinear,
+/// Frames enter the model as 8-bit, 3-channel RGB.
+pub fn check_rgb8(rgb: &Mat) -> Result<(), ModelError> {
+    if rgb.typ() != opencv::core::CV_8UC3 {
+        return Err(ModelError::Image(format!("expected an 8-bit 3-channel image, got type {}", rgb.typ())));
+    }
+    Ok(())
 }
 
 /// The encoder's input and the geometry needed to map prompts and masks back.
@@ -42,9 +36,7 @@ impl Preprocessor {
 
     /// `rgb` is an 8-bit, 3-channel image in RGB order.
     pub fn run(&self, rgb: &Mat) -> Result<PreprocessedImage, ModelError> {
-        if rgb.typ() != opencv::core::CV_8UC3 {
-            return Err(ModelError::Image(format!("expected an 8-bit 3-channel image, got type {}", rgb.typ())));
-        }
+        check_rgb8(rgb)?;
         let geometry = ImageGeometry::new(rgb.cols() as usize, rgb.rows() as usize);
         let resized = self.resize(rgb, &geometry)?;
         let mut tensor = Array4::<f32>::zeros((1, 3, IMAGE_SIZE, IMAGE_SIZE));

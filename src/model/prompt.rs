@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{ImageGeometry, LOW_RES};
+use super::ImageGeometry;
+use super::contract::LOW_RES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PromptLabel {
@@ -89,6 +90,48 @@ impl PromptTokens {
     }
 }
 
+/// How much a request or a stream may prompt.
+#[derive(Debug, Clone, Copy)]
+pub struct PromptLimits {
+    pub max_objects: usize,
+    pub max_points_per_object: usize,
+}
+
+/// A prompt that does not lie on the image it is for; `field` is its path in the request.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct OutsideImage {
+    pub field: String,
+    pub reason: String,
+}
+
+/// Prompts must lie on the image: 0 <= x <= width, 0 <= y <= height (pixel edges included).
+/// `field` is the prompts' path, e.g. `objects` or `prompts.upsert`.
+pub fn check_inside(field: &str, prompts: &[ObjectPrompt], width: usize, height: usize) -> Result<(), OutsideImage> {
+    let (w, h) = (width as f32, height as f32);
+    let check = |name: String, value: f32, limit: f32| {
+        if (0.0..=limit).contains(&value) {
+            Ok(())
+        } else {
+            Err(OutsideImage { field: name, reason: format!("{value} is outside the {width}x{height} image (0..={limit})") })
+        }
+    };
+    for (i, object) in prompts.iter().enumerate() {
+        for (k, p) in object.points.iter().enumerate() {
+            check(format!("{field}[{i}].points[{k}].x"), p.x, w)?;
+            check(format!("{field}[{i}].points[{k}].y"), p.y, h)?;
+        }
+        if let Some(b) = object.bbox {
+            check(format!("{field}[{i}].box.x0"), b.x0, w)?;
+            check(format!("{field}[{i}].box.y0"), b.y0, h)?;
+            check(format!("{field}[{i}].box.x1"), b.x1, w)?;
+            check(format!("{field}[{i}].box.y1"), b.y1, h)?;
+        }
+    }
+    Ok(())
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +167,19 @@ mod tests {
         let tokens = PromptTokens::new(&prompt, &geometry());
         assert_eq!(tokens.coords, vec![[50.0, 25.0], [0.0, 1.0], [100.0, 50.0]]);
         assert_eq!(tokens.labels, vec![1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn coordinates_must_lie_on_the_image() {
+        let prompt = |x: f32, y: f32| ObjectPrompt {
+            object_id: 1,
+            points: vec![PointPrompt { x, y, label: PromptLabel::Positive }],
+            bbox: None,
+            mask_input: None,
+        };
+        assert!(check_inside("objects", &[prompt(10.0, 20.0)], 10, 20).is_ok());
+        assert!(check_inside("objects", &[prompt(10.0, 20.0)], 9, 20).is_err());
+        let error = check_inside("objects", &[prompt(-0.5, 2.0)], 10, 10).unwrap_err();
+        assert_eq!(error.field, "objects[0].points[0].x");
     }
 }

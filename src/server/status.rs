@@ -5,8 +5,9 @@ use tonic::Status;
 
 use crate::engine::EngineError;
 use crate::mask::MaskError;
-use crate::model::ModelError;
-use crate::session::HubError;
+use crate::model::{ModelError, OutsideImage};
+use crate::pipeline::PipelineError;
+use crate::session::{HubError, SessionError};
 use crate::video::ImageError;
 
 #[derive(Debug, Error)]
@@ -39,11 +40,10 @@ impl From<ImageError> for ApiError {
     fn from(e: ImageError) -> Self {
         match e {
             ImageError::Missing => Self::invalid("image", "required"),
-            ImageError::Undecodable(_) | ImageError::InvalidRaw { .. } => {
-                let message = e.to_string();
-                let (field, reason) = message.split_once(": ").unwrap_or(("image", &message));
-                Self::invalid(field, reason)
+            ImageError::Undecodable(detail) => {
+                Self::invalid("image.encoded", format!("not a decodable JPEG, PNG, BMP or WebP image ({detail})"))
             }
+            ImageError::InvalidRaw { field, reason } => Self::invalid(format!("image.raw.{field}"), reason),
             ImageError::TooManyBytes { .. } | ImageError::TooManyPixels { .. } => Self::ResourceExhausted(e.to_string()),
             ImageError::OpenCv(e) => Self::Internal(format!("image conversion failed: {e}")),
         }
@@ -80,6 +80,32 @@ impl From<ModelError> for ApiError {
     }
 }
 
+impl From<OutsideImage> for ApiError {
+    fn from(e: OutsideImage) -> Self {
+        Self::InvalidArgument { field: e.field, reason: e.reason }
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Engine(e) => e.into(),
+            PipelineError::Model(e) => e.into(),
+            PipelineError::Mask(e) => e.into(),
+            PipelineError::Worker(_) | PipelineError::LowResMissing => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Pipeline(e) => e.into(),
+            SessionError::ShuttingDown => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
 impl From<MaskError> for ApiError {
     fn from(e: MaskError) -> Self {
         Self::Internal(format!("mask encoding: {e}"))
@@ -108,3 +134,19 @@ impl From<ApiError> for Status {
         }
     }
 }
+
+/// tonic reports a message over `--max-message-bytes` as OUT_OF_RANGE; the gRPC convention (and
+/// our contract) for a size limit is RESOURCE_EXHAUSTED, with the flag that sets the limit
+/// named. Unary calls are rewritten on the way out by a layer (`layers.rs`), streams here.
+pub fn transport_status(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange && status.message().contains(TOO_LARGE) {
+        Status::resource_exhausted(format!("{OVERSIZED_PREFIX}: {}", status.message()))
+    } else {
+        status
+    }
+}
+
+/// How tonic words a message over the size limit.
+pub(super) const TOO_LARGE: &str = "decoded message length too large";
+/// How a rewritten status names the limit.
+pub(super) const OVERSIZED_PREFIX: &str = "request message too large (--max-message-bytes)";

@@ -2,24 +2,20 @@
 
 use std::collections::HashMap;
 
+use super::convert;
+use super::status::ApiError;
 use crate::mask::MaskOptions;
+pub use crate::model::prompt::PromptLimits;
 use crate::model::{BoxPrompt, ObjectPrompt, PointPrompt, PromptLabel};
 use crate::proto;
-
-use super::status::ApiError;
-
-#[derive(Debug, Clone, Copy)]
-pub struct PromptLimits {
-    pub max_objects: usize,
-    pub max_points_per_object: usize,
-}
+use crate::session::PromptUpdate;
 
 /// `field` is the options' path, e.g. `mask_options` or `start.mask_options`.
 pub fn mask_options(field: &str, options: Option<&proto::MaskOptions>) -> Result<MaskOptions, ApiError> {
     let options = options.cloned().unwrap_or_default();
     let format = proto::MaskFormat::try_from(options.format)
         .map_err(|_| ApiError::invalid(format!("{field}.format"), format!("unknown mask format {}", options.format)))?;
-    Ok(MaskOptions { format, multimask: options.multimask_output })
+    Ok(MaskOptions { format: convert::mask_format(format), multimask: options.multimask_output })
 }
 
 fn finite(field: impl FnOnce() -> String, value: f32) -> Result<f32, ApiError> {
@@ -90,27 +86,14 @@ pub fn object_prompts(field: &str, objects: &[proto::ObjectPrompt], limits: &Pro
 
 /// Prompts must lie on the image: 0 <= x <= width, 0 <= y <= height (pixel edges included).
 pub fn prompts_inside(field: &str, prompts: &[ObjectPrompt], width: usize, height: usize) -> Result<(), ApiError> {
-    let (w, h) = (width as f32, height as f32);
-    let check = |name: String, value: f32, limit: f32| {
-        if (0.0..=limit).contains(&value) {
-            Ok(())
-        } else {
-            Err(ApiError::invalid(name, format!("{value} is outside the {width}x{height} image (0..={limit})")))
-        }
-    };
-    for (i, object) in prompts.iter().enumerate() {
-        for (k, p) in object.points.iter().enumerate() {
-            check(format!("{field}[{i}].points[{k}].x"), p.x, w)?;
-            check(format!("{field}[{i}].points[{k}].y"), p.y, h)?;
-        }
-        if let Some(b) = object.bbox {
-            check(format!("{field}[{i}].box.x0"), b.x0, w)?;
-            check(format!("{field}[{i}].box.y0"), b.y0, h)?;
-            check(format!("{field}[{i}].box.x1"), b.x1, w)?;
-            check(format!("{field}[{i}].box.y1"), b.y1, h)?;
-        }
-    }
-    Ok(())
+    Ok(crate::model::prompt::check_inside(field, prompts, width, height)?)
+}
+
+/// A stream's `PromptUpdate`, its prompts well-formed (they are checked against the image
+/// by the session, which knows the frame).
+pub fn prompt_update(update: proto::PromptUpdate, limits: &PromptLimits) -> Result<PromptUpdate, ApiError> {
+    let upsert = object_prompts("prompts.upsert", &update.upsert, limits)?;
+    Ok(PromptUpdate { upsert, remove: update.remove, clear: update.clear, revision: update.revision })
 }
 
 #[cfg(test)]

@@ -8,33 +8,24 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use tracing::Instrument;
 
-use super::hub::EncodedFrame;
-use super::inbound::PendingFrame;
-use crate::engine::{Engine, EngineError};
-use crate::telemetry::StageTimings;
+use super::frame_slot::Taken;
+use crate::engine::{EncodedFrame, EngineError, FrameOrigin};
+use crate::model::ModelError;
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::telemetry::metrics::ENCODER_RUNS;
 use crate::video::{ImageLimits, decode_image};
 
 /// A client frame through the encoder, or why not.
-pub enum ClientFrame {
-    Encoded(Arc<EncodedFrame>),
+pub enum Encoded {
+    Frame(Arc<EncodedFrame>),
     /// The image could not be decoded or preprocessed; the text names the field.
-    Rejected {
-        frame_id: u64,
-        reason: String,
-    },
+    Rejected { frame_id: u64, reason: String },
     /// The encoder's queue was full: the frame is dropped, like one the client sent too early.
     QueueFull,
 }
 
-/// A frame taken from the slot, with the number of frames dropped before it.
-pub struct Taken {
-    pub frame: PendingFrame,
-    pub dropped_before: u64,
-}
-
 /// A frame's encoding task and, once done, the number of frames dropped before it.
-pub type Encoding = tokio::task::JoinHandle<Result<(ClientFrame, u64), EngineError>>;
+pub type Encoding = tokio::task::JoinHandle<Result<(Encoded, u64), PipelineError>>;
 
 /// The frame being encoded, if any; aborted when the session ends.
 #[derive(Default)]
@@ -49,43 +40,34 @@ impl Drop for InFlight {
 }
 
 /// Starts capturing and encoding `taken` on its own task.
-pub fn spawn_encode(engine: Engine, limits: ImageLimits, taken: Taken) -> Encoding {
+pub fn spawn_encode(pipeline: Pipeline, limits: ImageLimits, taken: Taken) -> Encoding {
     let dropped_before = taken.dropped_before;
-    tokio::spawn(encode(engine, limits, taken.frame).map(move |outcome| outcome.map(|o| (o, dropped_before))).in_current_span())
+    tokio::spawn(encode(pipeline, limits, taken).map(move |outcome| outcome.map(|o| (o, dropped_before))).in_current_span())
 }
 
-async fn encode(engine: Engine, limits: ImageLimits, pending: PendingFrame) -> Result<ClientFrame, EngineError> {
-    let PendingFrame { frame, received_at } = pending;
-    let preparation = engine.preparation()?;
+async fn encode(pipeline: Pipeline, limits: ImageLimits, taken: Taken) -> Result<Encoded, PipelineError> {
+    let frame = taken.frame;
     let image = frame.image;
-    let prepared = tokio::task::spawn_blocking(move || {
+    let decoded = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let rgb = decode_image(image.as_ref(), &limits).map_err(|e| e.to_string())?;
-        let capture = started.elapsed();
-        let (input, preprocess) = preparation.prepare(Arc::new(rgb)).map_err(|e| e.to_string())?;
-        Ok::<_, String>((input, capture, preprocess))
+        decode_image(image.as_ref(), &limits).map(|rgb| (rgb, started.elapsed()))
     })
     .await
-    .map_err(|e| EngineError::Model(crate::model::ModelError::Image(format!("frame task failed: {e}"))))?;
-    let (input, capture, preprocess) = match prepared {
-        Ok(prepared) => prepared,
-        Err(reason) => return Ok(ClientFrame::Rejected { frame_id: frame.frame_id, reason }),
+    .map_err(|e| PipelineError::Worker(e.to_string()))?;
+    let (rgb, capture) = match decoded {
+        Ok(decoded) => decoded,
+        Err(e) => return Ok(Encoded::Rejected { frame_id: frame.frame_id, reason: e.to_string() }),
     };
-    let geometry = input.geometry();
-    let encoded = match engine.encode(input).await {
-        Ok(encoded) => encoded,
-        Err(EngineError::QueueFull(..)) => return Ok(ClientFrame::QueueFull),
-        Err(e) => return Err(e),
-    };
-    metrics::counter!(ENCODER_RUNS, "origin" => "client_frames").increment(1);
-    let mut timings = StageTimings { capture, preprocess, ..Default::default() };
-    encoded.record(&mut timings);
-    Ok(ClientFrame::Encoded(Arc::new(EncodedFrame {
-        seq: frame.frame_id,
-        timestamp_us: frame.timestamp_us,
-        geometry,
-        embedding: encoded.embedding,
-        timings,
-        grabbed_at: received_at,
-    })))
+    let origin = FrameOrigin { seq: frame.frame_id, timestamp_us: frame.timestamp_us, grabbed_at: frame.received_at };
+    match pipeline.encode(Arc::new(rgb), origin, capture).await {
+        Ok(encoded) => {
+            metrics::counter!(ENCODER_RUNS, "origin" => "client_frames").increment(1);
+            Ok(Encoded::Frame(encoded))
+        }
+        Err(EngineError::QueueFull(..)) => Ok(Encoded::QueueFull),
+        Err(EngineError::Model(e @ (ModelError::Image(_) | ModelError::OpenCv(_)))) => {
+            Ok(Encoded::Rejected { frame_id: frame.frame_id, reason: format!("image: {e}") })
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -1,22 +1,19 @@
-//! Streaming sessions: shared server-side sources (`hub`), a session's prompts and tracking,
-//! and the session loop that turns frames and prompt updates into `FrameResult`s.
+//! Live sessions in domain terms: shared server-side sources (`hub`, with one encoder `pump`
+//! per running source), the latest-frame slot for frames clients push, a session's prompts and
+//! tracking, and the session loop (`runner`) that turns frames and prompt updates into results
+//! and events. The transport adapts gRPC streams to `io`'s inputs and outputs.
 
 mod client_frames;
+mod frame_slot;
 pub mod hub;
-mod inbound;
+mod io;
 mod prompts;
-mod stream;
+mod pump;
+mod runner;
+mod source;
 pub mod tracking;
 
-pub use hub::{EncodedFrame, HubError, SourceHub, Subscription};
-pub use stream::{SessionConfig, SessionSource, run_session};
-
-/// tonic reports an oversized inbound message as OUT_OF_RANGE; our contract says
-/// RESOURCE_EXHAUSTED for size limits.
-pub fn transport_status(status: tonic::Status) -> tonic::Status {
-    if status.code() == tonic::Code::OutOfRange && status.message().contains("message length too large") {
-        tonic::Status::resource_exhausted(format!("request message too large (--max-message-bytes): {}", status.message()))
-    } else {
-        status
-    }
-}
+pub use frame_slot::FrameSlot;
+pub use hub::{HubError, SourceHub, SourceInfo, Subscription};
+pub use io::{ClientFrame, EventKind, FrameOutcome, PromptUpdate, SessionError, SessionEvent, SessionInput, SessionOutput};
+pub use runner::{Outbound, SessionConfig, SessionSource, run_session};

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use super::io::PromptUpdate;
 use super::tracking::{self, Track};
-use crate::mask::ObjectOutcome;
-use crate::model::prompt::PromptTokens;
-use crate::model::{ImageGeometry, ObjectPrompt};
+use crate::model::{ImageGeometry, ObjectPrompt, PromptTokens};
+use crate::pipeline::ObjectResult;
 
 struct StreamObject {
     prompt: ObjectPrompt,
@@ -21,14 +21,6 @@ pub struct PromptState {
     revision: u64,
 }
 
-/// A validated `PromptUpdate`.
-pub struct Update {
-    pub upsert: Vec<ObjectPrompt>,
-    pub remove: Vec<u32>,
-    pub clear: bool,
-    pub revision: u64,
-}
-
 impl PromptState {
     pub fn revision(&self) -> u64 {
         self.revision
@@ -39,7 +31,7 @@ impl PromptState {
     }
 
     /// Objects there would be after `update`, for the objects-per-stream limit.
-    pub fn count_after(&self, update: &Update) -> usize {
+    pub fn count_after(&self, update: &PromptUpdate) -> usize {
         let mut ids: std::collections::BTreeSet<u32> =
             if update.clear { Default::default() } else { self.objects.keys().copied().collect() };
         for id in &update.remove {
@@ -50,7 +42,7 @@ impl PromptState {
     }
 
     /// Clear, then remove, then upsert; an upserted object starts over from its new prompt.
-    pub fn apply(&mut self, update: Update) {
+    pub fn apply(&mut self, update: PromptUpdate) {
         if update.clear {
             self.objects.clear();
         }
@@ -83,14 +75,14 @@ impl PromptState {
         (ids, all)
     }
 
-    /// Updates tracks from a frame's outcomes; lost objects are reported with score/area 0.
-    pub fn record(&mut self, ids: &[u32], outcomes: &mut [ObjectOutcome], geometry: ImageGeometry) {
-        for (id, outcome) in ids.iter().zip(outcomes.iter_mut()) {
-            let Some(object) = self.objects.get_mut(id) else { continue };
+    /// Updates tracks from a frame's results; lost objects are reported with score/area 0.
+    pub fn record(&mut self, results: &mut [ObjectResult], geometry: ImageGeometry) {
+        for result in results.iter_mut() {
+            let Some(object) = self.objects.get_mut(&result.object_id) else { continue };
             // Logits are kept only with tracking on; without them there is nothing to track.
-            object.track = outcome.low_res.clone().and_then(|low_res| tracking::track_from(&outcome.message, low_res, geometry));
-            if outcome.message.area == 0 {
-                outcome.message = tracking::lost(std::mem::take(&mut outcome.message));
+            object.track = result.low_res.take().and_then(|low_res| tracking::track_from(result, low_res, geometry));
+            if result.area == 0 {
+                tracking::mark_lost(result);
             }
         }
     }
@@ -108,14 +100,14 @@ mod tests {
     #[test]
     fn updates_clear_remove_then_upsert_and_carry_the_revision() {
         let mut state = PromptState::default();
-        state.apply(Update { upsert: vec![prompt(1, 1.0), prompt(2, 2.0)], remove: vec![], clear: false, revision: 4 });
+        state.apply(PromptUpdate { upsert: vec![prompt(1, 1.0), prompt(2, 2.0)], remove: vec![], clear: false, revision: 4 });
         assert_eq!((state.len(), state.revision()), (2, 4));
-        let update = Update { upsert: vec![prompt(3, 3.0)], remove: vec![1], clear: false, revision: 5 };
+        let update = PromptUpdate { upsert: vec![prompt(3, 3.0)], remove: vec![1], clear: false, revision: 5 };
         assert_eq!(state.count_after(&update), 2);
         state.apply(update);
         let (ids, _) = state.tokens(&ImageGeometry::new(100, 100), false, false);
         assert_eq!(ids, vec![2, 3]);
-        state.apply(Update { upsert: vec![prompt(9, 1.0)], remove: vec![], clear: true, revision: 6 });
+        state.apply(PromptUpdate { upsert: vec![prompt(9, 1.0)], remove: vec![], clear: true, revision: 6 });
         assert_eq!(state.tokens(&ImageGeometry::new(100, 100), false, false).0, vec![9]);
     }
 
@@ -123,9 +115,9 @@ mod tests {
     fn a_redecode_reuses_unchanged_tokens_and_takes_new_prompts() {
         let geometry = ImageGeometry::new(100, 100);
         let mut state = PromptState::default();
-        state.apply(Update { upsert: vec![prompt(1, 10.0), prompt(2, 20.0)], remove: vec![], clear: false, revision: 1 });
+        state.apply(PromptUpdate { upsert: vec![prompt(1, 10.0), prompt(2, 20.0)], remove: vec![], clear: false, revision: 1 });
         let (_, first) = state.tokens(&geometry, true, false);
-        state.apply(Update { upsert: vec![prompt(2, 60.0)], remove: vec![], clear: false, revision: 2 });
+        state.apply(PromptUpdate { upsert: vec![prompt(2, 60.0)], remove: vec![], clear: false, revision: 2 });
         let (_, again) = state.tokens(&geometry, true, true);
         assert_eq!(again[0], first[0], "object 1 is decoded exactly as before");
         assert_eq!(again[1].coords[0], [614.4, 51.2], "object 2 takes its new prompt");

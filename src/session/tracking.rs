@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
+use crate::mask::PixelBox;
 use crate::model::{BoxPrompt, ImageGeometry, ObjectPrompt};
-use crate::proto;
+use crate::pipeline::ObjectResult;
 
 /// What one frame's mask leaves for the next frame.
 #[derive(Debug, Clone)]
@@ -19,11 +20,11 @@ pub struct Track {
 }
 
 /// The track a returned mask leaves, or `None` when the mask is empty (the object is lost).
-pub fn track_from(mask: &proto::ObjectMask, low_res: Arc<[f32]>, geometry: ImageGeometry) -> Option<Track> {
-    if mask.area == 0 {
+pub fn track_from(result: &ObjectResult, low_res: Arc<[f32]>, geometry: ImageGeometry) -> Option<Track> {
+    if result.area == 0 {
         return None;
     }
-    let b = mask.bbox?;
+    let b = result.bbox;
     Some(Track { bbox: BoxPrompt { x0: b.x0, y0: b.y0, x1: b.x1, y1: b.y1 }, low_res, geometry })
 }
 
@@ -38,11 +39,10 @@ pub fn reprompt(object_id: u32, track: &Track, geometry: &ImageGeometry) -> Opti
 }
 
 /// How a lost object is reported: present, with score and area 0 and an empty mask.
-pub fn lost(mut message: proto::ObjectMask) -> proto::ObjectMask {
-    message.score = 0.0;
-    message.area = 0;
-    message.bbox = Some(proto::Box::default());
-    message
+pub fn mark_lost(result: &mut ObjectResult) {
+    result.score = 0.0;
+    result.area = 0;
+    result.bbox = PixelBox::default();
 }
 
 #[cfg(test)]
@@ -50,15 +50,16 @@ mod tests {
     use super::*;
     use crate::model::LOW_RES;
 
-    fn mask(area: u64, bbox: proto::Box) -> proto::ObjectMask {
-        proto::ObjectMask { object_id: 3, area, bbox: Some(bbox), score: 0.9, ..Default::default() }
+    fn mask(area: u64, bbox: PixelBox) -> ObjectResult {
+        let encoded = crate::mask::EncodedMask { width: 1, height: 1, data: crate::mask::MaskData::Png(Vec::new()) };
+        ObjectResult { object_id: 3, mask: encoded, score: 0.9, bbox, area, candidates: Vec::new(), low_res: None }
     }
 
     #[test]
     fn a_mask_leaves_its_box_and_logits_for_the_next_frame() {
         let geometry = ImageGeometry::new(640, 480);
         let logits: Arc<[f32]> = vec![0.5; LOW_RES * LOW_RES].into();
-        let bbox = proto::Box { x0: 10.0, y0: 20.0, x1: 110.0, y1: 220.0 };
+        let bbox = PixelBox { x0: 10.0, y0: 20.0, x1: 110.0, y1: 220.0 };
         let track = track_from(&mask(5000, bbox), logits.clone(), geometry).expect("a non-empty mask is tracked");
         let prompt = reprompt(3, &track, &geometry).expect("same frame size");
         assert_eq!(prompt.object_id, 3);
@@ -70,15 +71,16 @@ mod tests {
     #[test]
     fn an_empty_mask_ends_the_track() {
         let logits: Arc<[f32]> = vec![-3.0; LOW_RES * LOW_RES].into();
-        assert!(track_from(&mask(0, proto::Box::default()), logits, ImageGeometry::new(64, 64)).is_none());
-        let reported = lost(mask(0, proto::Box { x0: 1.0, y0: 1.0, x1: 2.0, y1: 2.0 }));
-        assert_eq!((reported.score, reported.area, reported.bbox), (0.0, 0, Some(proto::Box::default())));
+        assert!(track_from(&mask(0, PixelBox::default()), logits, ImageGeometry::new(64, 64)).is_none());
+        let mut reported = mask(0, PixelBox { x0: 1.0, y0: 1.0, x1: 2.0, y1: 2.0 });
+        mark_lost(&mut reported);
+        assert_eq!((reported.score, reported.area, reported.bbox), (0.0, 0, PixelBox::default()));
     }
 
     #[test]
     fn a_new_frame_size_invalidates_the_track() {
         let logits: Arc<[f32]> = vec![0.5; LOW_RES * LOW_RES].into();
-        let bbox = proto::Box { x0: 1.0, y0: 1.0, x1: 9.0, y1: 9.0 };
+        let bbox = PixelBox { x0: 1.0, y0: 1.0, x1: 9.0, y1: 9.0 };
         let track = track_from(&mask(40, bbox), logits, ImageGeometry::new(64, 64)).unwrap();
         assert!(reprompt(3, &track, &ImageGeometry::new(128, 64)).is_none());
     }

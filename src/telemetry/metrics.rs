@@ -11,8 +11,6 @@ use hyper::{Request, Response, StatusCode};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
-use super::StageTimings;
-
 pub const STAGE_DURATION: &str = "samstream_stage_duration_seconds";
 pub const ACTIVE_STREAMS: &str = "samstream_active_streams";
 pub const ACTIVE_SOURCES: &str = "samstream_active_sources";
@@ -66,12 +64,6 @@ pub fn resident_memory_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kib * 1024)
-}
-
-pub fn observe_stages(t: &StageTimings, rpc: &'static str) {
-    for (stage, us) in super::STAGE_NAMES.into_iter().zip(super::stage_values(&t.to_proto())) {
-        metrics::histogram!(STAGE_DURATION, "stage" => stage, "rpc" => rpc).record(us as f64 / 1e6);
-    }
 }
 
 /// Serves `GET /metrics` on `addr` until the task is dropped; returns the bound address.

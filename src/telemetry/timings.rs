@@ -24,6 +24,7 @@ macro_rules! stage_span {
     };
 }
 
+use super::metrics::STAGE_DURATION;
 use crate::proto;
 
 /// Stage names in pipeline order, as spans, histograms and the tools name them.
@@ -55,7 +56,28 @@ pub struct StageTimings {
     pub total: Duration,
 }
 
+/// Stage by stage: the stages of one part of the work added to another's (a decoder call's
+/// to a request's, a batch's encoder run to each image's).
+impl std::ops::AddAssign for StageTimings {
+    fn add_assign(&mut self, other: Self) {
+        self.capture += other.capture;
+        self.preprocess += other.preprocess;
+        self.upload += other.upload;
+        self.queue += other.queue;
+        self.encoder += other.encoder;
+        self.decoder += other.decoder;
+        self.postprocess += other.postprocess;
+        self.download += other.download;
+        self.total += other.total;
+    }
+}
+
 impl StageTimings {
+    /// Time accounted for by the stages (everything but `total`).
+    pub fn staged(&self) -> Duration {
+        self.capture + self.preprocess + self.upload + self.queue + self.encoder + self.decoder + self.postprocess + self.download
+    }
+
     pub fn to_proto(&self) -> proto::Timing {
         let us = |d: Duration| d.as_micros() as u64;
         proto::Timing {
@@ -74,7 +96,9 @@ impl StageTimings {
     /// Fills the span's stage fields (see `stage_span!`) and observes the stage histograms.
     pub fn report(&self, span: &tracing::Span, rpc: &'static str) {
         self.record(span);
-        super::metrics::observe_stages(self, rpc);
+        for (stage, us) in STAGE_NAMES.into_iter().zip(stage_values(&self.to_proto())) {
+            metrics::histogram!(STAGE_DURATION, "stage" => stage, "rpc" => rpc).record(us as f64 / 1e6);
+        }
     }
 
     fn record(&self, span: &tracing::Span) {

@@ -14,7 +14,17 @@ use tokio::sync::{broadcast, watch};
 
 use super::config::{SourceConfig, SourceSpec};
 use super::pacing::FileClock;
-use crate::proto::SourceStatus;
+
+/// Where a source is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceStatus {
+    Idle,
+    Connecting,
+    Connected,
+    Reconnecting,
+    Ended,
+    Failed,
+}
 
 /// Network reads and opens give up after this long, so a dead peer never hangs the grabber.
 const NETWORK_TIMEOUT_MS: i32 = 5_000;
@@ -77,8 +87,8 @@ impl Grabber {
         let (frames_tx, frames) = watch::channel(None);
         let (events, _) = broadcast::channel(64);
         let stop = Arc::new(AtomicBool::new(false));
-        let run = Run { config, frames: frames_tx, events: events.clone(), state, stop: stop.clone(), seq: 0 };
-        std::thread::Builder::new().name(format!("grab-{}", run.config.name)).spawn(move || run.run())?;
+        let capture = CaptureLoop { config, frames: frames_tx, events: events.clone(), state, stop: stop.clone(), seq: 0 };
+        std::thread::Builder::new().name(format!("grab-{}", capture.config.name)).spawn(move || capture.run())?;
         Ok(Self { frames, events, stop })
     }
 
@@ -94,7 +104,7 @@ impl Drop for Grabber {
     }
 }
 
-struct Run {
+struct CaptureLoop {
     config: SourceConfig,
     frames: watch::Sender<Option<Arc<RawFrame>>>,
     events: broadcast::Sender<SourceEvent>,
@@ -103,13 +113,13 @@ struct Run {
     seq: u64,
 }
 
-enum Outcome {
+enum StreamEnd {
     Stopped,
     Ended(String),
     Lost(String),
 }
 
-impl Run {
+impl CaptureLoop {
     fn emit(&self, kind: SourceEventKind, message: String) {
         tracing::info!(source = %self.config.name, ?kind, %message, "source event");
         let _ = self.events.send(SourceEvent { kind, message });
@@ -144,17 +154,17 @@ impl Run {
                     attempt = 0;
                     self.stream(capture)
                 }
-                Err(reason) if !self.config.spec.is_live() => Outcome::Ended(format!("cannot open: {reason}")),
-                Err(reason) => Outcome::Lost(format!("cannot open: {reason}")),
+                Err(reason) if !self.config.spec.is_live() => StreamEnd::Ended(format!("cannot open: {reason}")),
+                Err(reason) => StreamEnd::Lost(format!("cannot open: {reason}")),
             };
             match outcome {
-                Outcome::Stopped => break,
-                Outcome::Ended(message) => {
+                StreamEnd::Stopped => break,
+                StreamEnd::Ended(message) => {
                     self.set_status(SourceStatus::Ended);
                     self.emit(SourceEventKind::Ended, message);
                     return;
                 }
-                Outcome::Lost(message) => {
+                StreamEnd::Lost(message) => {
                     if attempt == 0 {
                         self.emit(SourceEventKind::Lost, message.clone());
                     }
@@ -177,7 +187,7 @@ impl Run {
     }
 
     /// Reads until the source ends, is lost, or the grabber is stopped.
-    fn stream(&mut self, mut capture: VideoCapture) -> Outcome {
+    fn stream(&mut self, mut capture: VideoCapture) -> StreamEnd {
         let width = capture.get(videoio::CAP_PROP_FRAME_WIDTH).unwrap_or(0.0) as u32;
         let height = capture.get(videoio::CAP_PROP_FRAME_HEIGHT).unwrap_or(0.0) as u32;
         let reported_fps = capture.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
@@ -216,9 +226,9 @@ impl Run {
                     continue;
                 }
                 return if self.config.spec.is_live() {
-                    Outcome::Lost("the stream stopped delivering frames".into())
+                    StreamEnd::Lost("the stream stopped delivering frames".into())
                 } else {
-                    Outcome::Ended("end of file".into())
+                    StreamEnd::Ended("end of file".into())
                 };
             }
             let mut rgb = Mat::default();
@@ -237,7 +247,7 @@ impl Run {
             };
             self.frames.send_replace(Some(Arc::new(frame)));
         }
-        Outcome::Stopped
+        StreamEnd::Stopped
     }
 }
 

@@ -1,10 +1,28 @@
-//! `Image` messages (encoded bytes or raw pixels) to 8-bit RGB `Mat`s, within size limits.
+//! Images clients send (encoded bytes or raw pixels) to 8-bit RGB `Mat`s, within size limits.
+//! Errors name the field of the wire's `Image` message they concern.
 
 use opencv::core::{Mat, Vector};
 use opencv::prelude::*;
 use thiserror::Error;
 
-use crate::proto;
+/// An image as a client sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImagePayload {
+    /// JPEG, PNG, BMP or WebP.
+    Encoded(Vec<u8>),
+    /// Rows top to bottom, tightly packed.
+    Raw { width: u32, height: u32, format: PixelFormat, data: Vec<u8> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    Unspecified,
+    Rgb8,
+    Bgr8,
+    Gray8,
+    /// A value this server does not know.
+    Unknown(i32),
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct ImageLimits {
@@ -29,11 +47,11 @@ pub enum ImageError {
     OpenCv(#[from] opencv::Error),
 }
 
-pub fn decode_image(image: Option<&proto::Image>, limits: &ImageLimits) -> Result<Mat, ImageError> {
-    match image.and_then(|i| i.kind.as_ref()) {
+pub fn decode_image(image: Option<&ImagePayload>, limits: &ImageLimits) -> Result<Mat, ImageError> {
+    match image {
         None => Err(ImageError::Missing),
-        Some(proto::image::Kind::Encoded(bytes)) => decode_encoded(bytes, limits),
-        Some(proto::image::Kind::Raw(raw)) => decode_raw(raw, limits),
+        Some(ImagePayload::Encoded(bytes)) => decode_encoded(bytes, limits),
+        Some(ImagePayload::Raw { width, height, format, data }) => decode_raw(*width, *height, *format, data, limits),
     }
 }
 
@@ -69,34 +87,31 @@ fn decode_encoded(bytes: &[u8], limits: &ImageLimits) -> Result<Mat, ImageError>
     Ok(rgb)
 }
 
-fn decode_raw(raw: &proto::RawImage, limits: &ImageLimits) -> Result<Mat, ImageError> {
+fn decode_raw(width: u32, height: u32, format: PixelFormat, data: &[u8], limits: &ImageLimits) -> Result<Mat, ImageError> {
     let invalid = |field, reason: String| ImageError::InvalidRaw { field, reason };
-    if raw.width == 0 {
+    if width == 0 {
         return Err(invalid("width", "must be positive".into()));
     }
-    if raw.height == 0 {
+    if height == 0 {
         return Err(invalid("height", "must be positive".into()));
     }
-    if raw.data.len() > limits.max_bytes {
-        return Err(ImageError::TooManyBytes { field: "image.raw.data", bytes: raw.data.len(), limit: limits.max_bytes });
+    if data.len() > limits.max_bytes {
+        return Err(ImageError::TooManyBytes { field: "image.raw.data", bytes: data.len(), limit: limits.max_bytes });
     }
-    check_pixels("image.raw", u64::from(raw.width), u64::from(raw.height), limits)?;
-    let (channels, conversion) = match proto::PixelFormat::try_from(raw.format) {
-        Ok(proto::PixelFormat::Rgb8) => (3, None),
-        Ok(proto::PixelFormat::Bgr8) => (3, Some(opencv::imgproc::COLOR_BGR2RGB)),
-        Ok(proto::PixelFormat::Gray8) => (1, Some(opencv::imgproc::COLOR_GRAY2RGB)),
-        Ok(proto::PixelFormat::Unspecified) => return Err(invalid("format", "must be RGB8, BGR8 or GRAY8".into())),
-        Err(_) => return Err(invalid("format", format!("unknown pixel format {}", raw.format))),
+    check_pixels("image.raw", u64::from(width), u64::from(height), limits)?;
+    let (channels, conversion) = match format {
+        PixelFormat::Rgb8 => (3, None),
+        PixelFormat::Bgr8 => (3, Some(opencv::imgproc::COLOR_BGR2RGB)),
+        PixelFormat::Gray8 => (1, Some(opencv::imgproc::COLOR_GRAY2RGB)),
+        PixelFormat::Unspecified => return Err(invalid("format", "must be RGB8, BGR8 or GRAY8".into())),
+        PixelFormat::Unknown(value) => return Err(invalid("format", format!("unknown pixel format {value}"))),
     };
-    let expected = u64::from(raw.width) * u64::from(raw.height) * channels;
-    if raw.data.len() as u64 != expected {
-        return Err(invalid(
-            "data",
-            format!("{} bytes, but {}x{} with {channels} channel(s) needs {expected}", raw.data.len(), raw.width, raw.height),
-        ));
+    let expected = u64::from(width) * u64::from(height) * channels;
+    if data.len() as u64 != expected {
+        return Err(invalid("data", format!("{} bytes, but {width}x{height} with {channels} channel(s) needs {expected}", data.len())));
     }
-    let (rows, cols) = (raw.height as i32, raw.width as i32);
-    let flat = Mat::new_rows_cols_with_data(rows, cols * channels as i32, &raw.data[..])?;
+    let (rows, cols) = (height as i32, width as i32);
+    let flat = Mat::new_rows_cols_with_data(rows, cols * channels as i32, data)?;
     let pixels = flat.reshape(channels as i32, rows)?;
     let mut rgb = Mat::default();
     match conversion {

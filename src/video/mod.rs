@@ -8,5 +8,5 @@ mod pacing;
 
 pub use allowlist::UriAllowlist;
 pub use config::{Backoff, SourceConfig, SourceSpec, load_sources};
-pub use grabber::{Grabber, RawFrame, SourceEvent, SourceEventKind, SourceState};
-pub use image::{ImageError, ImageLimits, decode_image};
+pub use grabber::{Grabber, RawFrame, SourceEvent, SourceEventKind, SourceState, SourceStatus};
+pub use image::{ImageError, ImageLimits, ImagePayload, PixelFormat, decode_image};

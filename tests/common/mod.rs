@@ -37,7 +37,7 @@ pub fn parity_dir() -> PathBuf {
 pub fn config() -> ServeConfig {
     let mut config = ServeConfig::new(model_dir(), ort_lib());
     // Two test binaries may run side by side on two cores; one ORT thread each keeps them fair.
-    config.intra_threads = 1;
+    config.runtime.intra_threads = 1;
     config.shutdown_grace_secs = 0.4;
     config
 }

@@ -39,7 +39,7 @@ pub fn load_cases() -> Vec<Case> {
 
 /// A fixture image as the server decodes it: 8-bit RGB.
 pub fn read_rgb(file: &str) -> Mat {
-    let image = samstream::proto::Image { kind: Some(samstream::proto::image::Kind::Encoded(super::png_bytes(file))) };
+    let image = samstream::video::ImagePayload::Encoded(super::png_bytes(file));
     let limits = samstream::video::ImageLimits { max_pixels: u64::MAX, max_bytes: usize::MAX };
     samstream::video::decode_image(Some(&image), &limits).expect("fixture decodes")
 }

@@ -34,7 +34,11 @@ def server_metrics(root: Path) -> set[str]:
 
 
 def server_env(root: Path) -> set[str]:
-    return set(re.findall(r'env = "([A-Z_]+)"', (root / "src/config.rs").read_text())) | {"RUST_LOG", "LD_LIBRARY_PATH"}
+    # The option groups are declared where they belong (config.rs, model/options.rs, ...).
+    names = set()
+    for source in (root / "src").rglob("*.rs"):
+        names |= set(re.findall(r'env = "([A-Z_]+)"', source.read_text()))
+    return names | {"RUST_LOG", "LD_LIBRARY_PATH"}
 
 
 def metrics_in(expr: str) -> set[str]:

@@ -7,19 +7,13 @@ use std::time::{Duration, Instant};
 use ndarray::Array4;
 use ort::memory::Allocator;
 use ort::session::{IoBinding, Session};
-use ort::value::{AsValueMut, DynTensor, DynTensorValueType, Tensor, TensorElementType, ValueTypeMarker};
+use ort::value::{AsValueMut, DynTensor, Tensor, TensorElementType, ValueTypeMarker};
 
 use super::graphs::{pick, postprocess, preprocess};
 use super::placement::{HostTensorPool, Placement, PooledTensor};
-use super::{OrtOptions, stage_session};
-use crate::model::backend::RgbFrame;
-use crate::model::{IMAGE_SIZE, ImageGeometry, LOW_RES, ModelError, resample};
-
-/// Takes a named output of the last run as a tensor.
-pub(super) fn take_output(outputs: &mut ort::session::SessionOutputs<'_>, name: &'static str) -> Result<DynTensor, ModelError> {
-    let value = outputs.remove(name).ok_or(ModelError::Shape { name, shape: Vec::new() })?;
-    Ok(value.downcast::<DynTensorValueType>()?)
-}
+use super::{stage_session, take_output};
+use crate::model::{IMAGE_SIZE, ImageGeometry, LOW_RES, ModelError, RgbFrame, RuntimeOptions, resample};
+use crate::telemetry::StageTimings;
 
 /// The resampling weights and padding of one frame size, in device memory.
 struct FrameConstants {
@@ -40,16 +34,9 @@ pub struct DevicePreprocess {
     constants: VecDeque<FrameConstants>,
 }
 
-/// Time spent on the encoder thread before the encoder runs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PreprocessTimes {
-    pub upload: Duration,
-    pub preprocess: Duration,
-}
-
 impl DevicePreprocess {
     /// The preprocessing graph on the provider `options` choose, always with exact math.
-    pub fn load(options: &OrtOptions) -> Result<Self, ModelError> {
+    pub fn load(options: &RuntimeOptions) -> Result<Self, ModelError> {
         let (session, placement) = stage_session(options, preprocess::build()?)?;
         Self::new(session, placement)
     }
@@ -61,12 +48,8 @@ impl DevicePreprocess {
     }
 
     /// Uploads the frame's bytes and writes its `[1, 3, 1024, 1024]` input into `output` (a
-    /// device tensor, or one image's slot of a batch).
-    pub fn run<T: ValueTypeMarker + ?Sized>(
-        &mut self,
-        frame: &RgbFrame,
-        output: impl AsValueMut<T>,
-    ) -> Result<PreprocessTimes, ModelError> {
+    /// device tensor, or one image's slot of a batch); returns the upload and preprocess times.
+    pub fn run<T: ValueTypeMarker + ?Sized>(&mut self, frame: &RgbFrame, output: impl AsValueMut<T>) -> Result<StageTimings, ModelError> {
         let g = frame.geometry;
         // A run that failed left its bindings (an output slot among them); start afresh.
         self.binding.clear();
@@ -87,11 +70,11 @@ impl DevicePreprocess {
         self.binding.bind_output(preprocess::OUTPUT, output)?;
         self.session.run_binding(&self.binding)?;
         self.binding.clear();
-        Ok(PreprocessTimes { upload, preprocess: setup + started.elapsed() })
+        Ok(StageTimings { upload, preprocess: setup + started.elapsed(), ..Default::default() })
     }
 
     /// The encoder input of `frame` as a host array, for inspection and tests.
-    pub fn to_host(&mut self, frame: &RgbFrame) -> Result<(Array4<f32>, PreprocessTimes), ModelError> {
+    pub fn to_host(&mut self, frame: &RgbFrame) -> Result<(Array4<f32>, StageTimings), ModelError> {
         let mut output = Tensor::<f32>::new(&Allocator::default(), [1, 3, IMAGE_SIZE, IMAGE_SIZE])?;
         let times = self.run(frame, &mut output)?;
         let array =
@@ -129,8 +112,8 @@ pub struct PostprocessOutputs {
     pub masks: PooledTensor,
     /// `[N, K, 256, 256]` f32 low-res logits of the chosen tokens, when asked for.
     pub low_res: Option<PooledTensor>,
-    pub postprocess: Duration,
-    pub download: Duration,
+    /// The graph's run (postprocess) and the copies to the host (download).
+    pub timings: StageTimings,
 }
 
 pub struct DevicePostprocess {
@@ -142,7 +125,7 @@ pub struct DevicePostprocess {
 
 impl DevicePostprocess {
     /// The postprocessing graph on the provider `options` choose, always with exact math.
-    pub fn load(options: &OrtOptions) -> Result<Self, ModelError> {
+    pub fn load(options: &RuntimeOptions) -> Result<Self, ModelError> {
         let (session, placement) = stage_session(options, postprocess::build()?)?;
         Self::new(session, placement)
     }
@@ -206,7 +189,7 @@ impl DevicePostprocess {
         }
         drop(outputs);
         self.binding.clear();
-        Ok(PostprocessOutputs { masks, low_res: low_res_out, postprocess, download })
+        Ok(PostprocessOutputs { masks, low_res: low_res_out, timings: StageTimings { postprocess, download, ..Default::default() } })
     }
 
     /// Full-resolution logits of `tokens` (`[N, K, H, W]` f32), copied to the host: what
@@ -230,7 +213,7 @@ pub struct PickEmbedding {
 }
 
 impl PickEmbedding {
-    pub fn load(options: &OrtOptions) -> Result<Self, ModelError> {
+    pub fn load(options: &RuntimeOptions) -> Result<Self, ModelError> {
         let (session, placement) = stage_session(options, pick::build()?)?;
         Self::new(session, placement)
     }

@@ -11,7 +11,7 @@ use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memory
 use ort::session::{IoBinding, Session};
 use ort::value::{DynTensor, PrimitiveTensorElementType, Tensor, TensorElementType};
 
-use crate::model::ModelError;
+use crate::model::{ExecutionProvider, ModelError};
 
 #[derive(Debug, Clone)]
 pub struct Placement {
@@ -37,8 +37,8 @@ impl Placement {
     }
 
     /// The memory of the provider a session got.
-    pub fn for_provider(provider: &super::Provider) -> Result<Self, ModelError> {
-        match provider.gpu {
+    pub fn for_provider(provider: ExecutionProvider) -> Result<Self, ModelError> {
+        match provider.gpu() {
             Some(id) => Self::cuda(id),
             None => Self::cpu(),
         }

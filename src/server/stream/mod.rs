@@ -1,0 +1,96 @@
+//! The gRPC side of StreamSegment. The first message (StreamStart) is validated into a
+//! session's source and configuration; the client's later messages become session inputs
+//! (`inbound`), the session's outputs become messages (`outbound`), and the stream ends with
+//! the status of whatever ended it.
+
+mod inbound;
+mod outbound;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tonic::Status;
+use tracing::Instrument;
+
+pub use outbound::ResponseStream;
+
+use super::limit::Limit;
+use super::status::{ApiError, transport_status};
+use super::validate::{self, PromptLimits};
+use crate::pipeline::Pipeline;
+use crate::proto;
+use crate::session::{FrameSlot, SessionConfig, SessionSource, SourceHub, run_session};
+use crate::video::{ImageLimits, UriAllowlist};
+
+/// Session inputs waiting for the session (prompt updates, rejections); frames wait in a slot.
+const INPUT_CAPACITY: usize = 16;
+/// A few outputs of headroom; beyond that a slow reader holds the session back and frames are
+/// skipped at the source instead of queueing here.
+const OUTPUT_CAPACITY: usize = 4;
+
+/// What starting a stream needs from the server.
+pub struct Streams {
+    pub pipeline: Pipeline,
+    pub hub: Arc<SourceHub>,
+    pub allowlist: UriAllowlist,
+    pub limit: Limit,
+    pub closing: watch::Receiver<bool>,
+    pub prompt_limits: PromptLimits,
+    pub image_limits: ImageLimits,
+}
+
+impl Streams {
+    /// Validates the stream's first message, resolves its source and starts the session.
+    pub async fn start(&self, mut requests: tonic::Streaming<proto::StreamRequest>) -> Result<ResponseStream, Status> {
+        use proto::stream_request::Msg;
+        use proto::stream_start::Source;
+        let first = requests.message().await.map_err(transport_status)?;
+        let start = match first.and_then(|m| m.msg) {
+            Some(Msg::Start(start)) => start,
+            None => return Err(ApiError::invalid("start", "the stream ended before its StreamStart").into()),
+            Some(_) => return Err(ApiError::invalid("start", "the first message must be StreamStart").into()),
+        };
+        self.pipeline.engine().ensure_ready().map_err(ApiError::from)?;
+        if *self.closing.borrow() {
+            return Err(ApiError::Unavailable("the server is shutting down".into()).into());
+        }
+        let permit = self.limit.admit()?;
+        let mask_options = validate::mask_options("start.mask_options", start.mask_options.as_ref())?;
+        if !start.max_fps.is_finite() || start.max_fps < 0.0 {
+            return Err(ApiError::invalid("start.max_fps", format!("must be a finite number >= 0, got {}", start.max_fps)).into());
+        }
+        let source = match start.source {
+            None => return Err(ApiError::invalid("start.source", "one of source_name, client_frames or uri is required").into()),
+            Some(Source::SourceName(name)) => SessionSource::Shared(self.hub.subscribe(&name, start.max_fps).map_err(ApiError::from)?),
+            Some(Source::ClientFrames(_)) => SessionSource::ClientFrames(Arc::new(FrameSlot::default())),
+            Some(Source::Uri(uri)) => {
+                self.allowlist.check(&uri).map_err(|reason| ApiError::PermissionDenied(format!("start.uri: {reason}")))?;
+                SessionSource::Shared(self.hub.subscribe_uri(&uri, start.max_fps).map_err(ApiError::from)?)
+            }
+        };
+        let config = SessionConfig {
+            mask_options,
+            track: start.track,
+            max_fps: start.max_fps,
+            max_objects: self.prompt_limits.max_objects,
+            image_limits: self.image_limits,
+            closing: self.closing.clone(),
+        };
+        let slot = match &source {
+            SessionSource::ClientFrames(slot) => Some(slot.clone()),
+            SessionSource::Shared(_) => None,
+        };
+        let (inputs_tx, inputs) = mpsc::channel(INPUT_CAPACITY);
+        let (outputs_tx, outputs) = mpsc::channel(OUTPUT_CAPACITY);
+        let (failure_tx, failure) = oneshot::channel();
+        let reader = tokio::spawn(inbound::read(requests, inputs_tx, slot, self.prompt_limits, failure_tx).in_current_span());
+        let pipeline = self.pipeline.clone();
+        tokio::spawn(async move {
+            run_session(pipeline, source, config, inputs, outputs_tx).await;
+            // Dropping the request stream completes the call even if the client never half-closes.
+            reader.abort();
+            drop(permit);
+        });
+        Ok(outbound::responses(outputs, failure))
+    }
+}

@@ -1,0 +1,24 @@
+//! The session's outputs as messages; a session that failed ends the stream with its status,
+//! and a client stream that broke ends it with the transport's.
+
+use std::pin::Pin;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::Status;
+
+use super::super::convert;
+use super::super::status::ApiError;
+use crate::proto;
+use crate::session::{SessionError, SessionOutput};
+
+pub type ResponseStream = Pin<Box<dyn Stream<Item = Result<proto::StreamResponse, Status>> + Send>>;
+
+/// Dropping the stream (the client went away) drops the receiver, which the session sees.
+pub fn responses(outputs: mpsc::Receiver<Result<SessionOutput, SessionError>>, failure: oneshot::Receiver<Status>) -> ResponseStream {
+    let answers = ReceiverStream::new(outputs)
+        .map(|output| output.map(convert::stream_response).map_err(|e: SessionError| Status::from(ApiError::from(e))));
+    let broken = futures_util::stream::once(failure).filter_map(|failure| failure.ok().map(Err));
+    Box::pin(answers.chain(broken))
+}

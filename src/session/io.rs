@@ -1,0 +1,81 @@
+//! What flows into and out of a session, in domain terms: the transport turns a client's
+//! messages into `SessionInput`s and `SessionOutput`s into messages.
+
+use std::time::Instant;
+
+use crate::model::ObjectPrompt;
+use crate::pipeline::{ObjectResult, PipelineError};
+use crate::telemetry::StageTimings;
+use crate::video::ImagePayload;
+
+/// A prompt update whose prompts are already well-formed (checked against the image later).
+#[derive(Debug, Clone, Default)]
+pub struct PromptUpdate {
+    pub upsert: Vec<ObjectPrompt>,
+    pub remove: Vec<u32>,
+    pub clear: bool,
+    pub revision: u64,
+}
+
+/// A frame the client pushed (client-frames sessions).
+pub struct ClientFrame {
+    pub image: Option<ImagePayload>,
+    pub frame_id: u64,
+    pub timestamp_us: i64,
+    pub received_at: Instant,
+}
+
+pub enum SessionInput {
+    Prompts(PromptUpdate, Instant),
+    /// A message that cannot be applied; the text names the field. The session goes on.
+    Rejected(String),
+    /// The client's stream broke; the session ends and the transport reports why.
+    Abort,
+}
+
+pub enum SessionOutput {
+    Result(FrameOutcome),
+    Event(SessionEvent),
+}
+
+/// One processed frame's answer.
+pub struct FrameOutcome {
+    pub frame_id: u64,
+    pub timestamp_us: i64,
+    pub width: u32,
+    pub height: u32,
+    pub objects: Vec<ObjectResult>,
+    pub timings: StageTimings,
+    /// The revision of the last prompt update this result reflects.
+    pub prompt_revision: u64,
+    /// Frames skipped since the stream started (latest frame wins).
+    pub frames_dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Started,
+    SourceConnected,
+    SourceLost,
+    SourceReconnecting,
+    SourceEnded,
+    PromptsApplied,
+    Rejected,
+    ShuttingDown,
+    FramesSkipped,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionEvent {
+    pub kind: EventKind,
+    pub message: String,
+}
+
+/// Why a session ended early; the transport turns it into the stream's final status.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("the server is shutting down; reconnect to another instance")]
+    ShuttingDown,
+}
