@@ -6,7 +6,8 @@
 
 Writes DIR/encoder.onnx, DIR/decoder.onnx and DIR/manifest.json; with --parity-fixtures also
 DIR/parity/ (images, prompts and the reference logits of the official SamPredictor on the very
-same weights), which the Rust parity test compares against. See models/README.md for the I/O
+same weights, and the official SamAutomaticMaskGenerator's masks in DIR/parity/everything/),
+which the Rust parity tests compare against. See models/README.md for the I/O
 contract. Random-init weights have MobileSAM's exact architecture, cost and I/O but produce
 meaningless masks. --int8 also writes DIR/encoder_int8.onnx: the encoder with its MatMul/Gemm
 weights quantised to int8 and activations quantised on the fly (onnxruntime's dynamic
@@ -320,9 +321,11 @@ def main() -> int:
     write_manifest(args, args.out, provenance, check)
     print(f"exported {provenance['kind']} MobileSAM to {args.out}: {json.dumps(check)}", file=sys.stderr)
     if args.parity_fixtures:
+        from everything_fixtures import write_everything_fixtures
         from parity_fixtures import write_fixtures
 
         write_fixtures(SamPredictor(sam), args.out / "parity")
+        write_everything_fixtures(sam, args.out / "parity")
     return 0
 
 

@@ -5,7 +5,8 @@
 #
 #   bash scripts/ab_bench.sh OLD_BINARY NEW_BINARY [ROUNDS]      (ROUNDS=3, each of RUNS=5 calls)
 set -euo pipefail
-source "$(dirname "$0")/setup.sh"
+# The binaries under test are given; the working tree need not build.
+SAMSTREAM_NO_BUILD=1 source "$(dirname "$0")/setup.sh"
 OLD=$1
 NEW=$2
 ROUNDS=${3:-3}

@@ -44,7 +44,8 @@ SAMSTREAM_PYTHON="$VENV/bin/python"
 ORT_DYLIB_PATH=$("$SAMSTREAM_PYTHON" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so.*")))[-1])')
 
 # --- Model export (seeded random weights unless SAMSTREAM_CHECKPOINT names mobile_sam.pt) ---
-EXPORT_INPUTS=("$SAMSTREAM_ROOT/models/export.py" "$SAMSTREAM_ROOT/models/parity_fixtures.py" "$SAMSTREAM_ROOT/models/requirements.txt")
+EXPORT_INPUTS=("$SAMSTREAM_ROOT/models/export.py" "$SAMSTREAM_ROOT/models/parity_fixtures.py" "$SAMSTREAM_ROOT/models/everything_fixtures.py"
+  "$SAMSTREAM_ROOT/models/requirements.txt")
 if [ -n "${SAMSTREAM_CHECKPOINT:-}" ]; then
   MODEL_KEY="checkpoint-$(key_of "${EXPORT_INPUTS[@]}" "$SAMSTREAM_CHECKPOINT")"
   EXPORT_SOURCE=(--checkpoint "$SAMSTREAM_CHECKPOINT")
@@ -65,8 +66,10 @@ fi
 
 # --- Build ------------------------------------------------------------------------------
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SAMSTREAM_CACHE/target}
-log "cargo build --release (target dir $CARGO_TARGET_DIR)"
-(cd "$SAMSTREAM_ROOT" && cargo build --release --locked --quiet)
+if [ -z "${SAMSTREAM_NO_BUILD:-}" ]; then
+  log "cargo build --release (target dir $CARGO_TARGET_DIR)"
+  (cd "$SAMSTREAM_ROOT" && cargo build --release --locked --quiet)
+fi
 SAMSTREAM_BIN="$CARGO_TARGET_DIR/release/samstream"
 
 # start_samstream LOG [ARGS...]: `samstream serve` on a free port in the background, output in

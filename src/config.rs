@@ -101,9 +101,15 @@ pub struct Limits {
     #[arg(long, env = "SAMSTREAM_MAX_STREAMS", default_value_t = 64)]
     pub max_streams: usize,
 
-    /// Most Segment calls in flight at once; more get RESOURCE_EXHAUSTED at once.
+    /// Most Segment and SegmentEverything calls in flight at once; more get RESOURCE_EXHAUSTED
+    /// at once.
     #[arg(long, env = "SAMSTREAM_MAX_INFLIGHT", default_value_t = 32)]
     pub max_inflight: usize,
+
+    /// Most point prompts one SegmentEverything call may run (all crops together; the
+    /// decoder's work grows with them). Beyond it the call is refused before any work.
+    #[arg(long, env = "SAMSTREAM_MAX_EVERYTHING_PROMPTS", default_value_t = 16384)]
+    pub max_everything_prompts: usize,
 }
 
 impl Limits {

@@ -162,8 +162,9 @@ pub enum MaskGroup {
     /// their `[n, K, 256, 256]` low-res logits.
     Binary { tokens: &'static [usize], masks: HostData<u8>, low_res: Option<HostData<f32>> },
     /// Segment everything's candidates that passed the filters, found by the backend, and
-    /// their masks `[found, H, W]` (255 inside), in the order of `found`.
-    Candidates { found: Vec<FoundMask>, masks: HostData<u8> },
+    /// their masks `[found, H, W]` (255 inside), in the order of `found`; `passed_iou` counts
+    /// the masks that passed the IoU filter (before the stability filter).
+    Candidates { found: Vec<FoundMask>, masks: HostData<u8>, passed_iou: usize },
 }
 
 /// A candidate mask the backend kept: the decoder call's row (the point), the token, its

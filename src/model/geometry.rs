@@ -22,9 +22,14 @@ impl ImageGeometry {
 
     /// `ResizeLongestSide.apply_coords`: original pixels to the encoder's input frame.
     pub fn to_input(&self, x: f32, y: f32) -> [f32; 2] {
+        self.to_input_f64(f64::from(x), f64::from(y))
+    }
+
+    /// The same for coordinates computed in float64 (segment everything's grid points).
+    pub fn to_input_f64(&self, x: f64, y: f64) -> [f32; 2] {
         let sx = self.resized_width as f64 / self.width as f64;
         let sy = self.resized_height as f64 / self.height as f64;
-        [(f64::from(x) * sx) as f32, (f64::from(y) * sy) as f32]
+        [(x * sx) as f32, (y * sy) as f32]
     }
 
     pub fn pixels(&self) -> usize {

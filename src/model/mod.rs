@@ -8,6 +8,7 @@ mod contract;
 pub mod decode_plan;
 mod decoded;
 mod error;
+pub mod everything;
 #[cfg(test)]
 pub mod fake;
 mod geometry;

@@ -81,6 +81,12 @@ impl PromptTokens {
         Self { coords, labels, mask_input: prompt.mask_input.clone() }
     }
 
+    /// One positive point in the image's (or crop's) pixels, given in float64 as segment
+    /// everything's grid computes it, and the padding point.
+    pub fn point(x: f64, y: f64, geometry: &ImageGeometry) -> Self {
+        Self { coords: vec![geometry.to_input_f64(x, y), [0.0, 0.0]], labels: vec![LABEL_POSITIVE, LABEL_PADDING], mask_input: None }
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }

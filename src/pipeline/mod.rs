@@ -2,6 +2,7 @@
 //! objects -> masks, in domain types. Handlers validate, call one method here and turn the
 //! answer into messages; sessions call the same methods per frame.
 
+mod everything;
 mod segment;
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use opencv::core::Mat;
 use thiserror::Error;
 
+pub use everything::{AutoMask, CropReport, Everything};
 pub use segment::{ObjectResult, SegmentedImage};
 
 use crate::engine::{EncodedFrame, Engine, EngineError, FrameOrigin};

@@ -4,7 +4,8 @@
 use crate::engine::EngineState;
 use crate::mask::{EncodedMask, MaskData, MaskFormat, PixelBox};
 use crate::model::Manifest;
-use crate::pipeline::{ObjectResult, SegmentedImage};
+use crate::model::everything::crops::CropBox;
+use crate::pipeline::{AutoMask, CropReport, Everything, ObjectResult, SegmentedImage};
 use crate::proto;
 use crate::session::{EventKind, FrameOutcome, SessionEvent, SessionOutput, SourceInfo};
 use crate::video::{ImagePayload, PixelFormat, SourceSpec, SourceStatus};
@@ -67,6 +68,48 @@ pub fn segment_response(segmented: SegmentedImage) -> proto::SegmentResponse {
         height: segmented.geometry.height as u32,
         objects: segmented.objects.into_iter().map(object_mask).collect(),
         timing: Some(segmented.timings.to_proto()),
+    }
+}
+
+fn crop_box(crop: &CropBox) -> proto::Box {
+    proto::Box { x0: crop.x0 as f32, y0: crop.y0 as f32, x1: crop.x1 as f32, y1: crop.y1 as f32 }
+}
+
+pub fn auto_mask(m: AutoMask, object_id: u32) -> proto::AutoMask {
+    proto::AutoMask {
+        mask: Some(mask(m.mask)),
+        bbox: Some(pixel_box(m.bbox)),
+        area: m.area,
+        predicted_iou: m.predicted_iou,
+        stability_score: m.stability_score,
+        point: Some(proto::Point { x: m.point[0] as f32, y: m.point[1] as f32, label: proto::PointLabel::Positive as i32 }),
+        crop_box: Some(crop_box(&m.crop)),
+        object_id,
+    }
+}
+
+fn crop_report(r: CropReport) -> proto::CropReport {
+    let us = |d: std::time::Duration| d.as_micros() as u64;
+    proto::CropReport {
+        crop_box: Some(crop_box(&r.crop)),
+        layer: r.crop.layer as u32,
+        points: r.points as u32,
+        passed_iou: r.passed_iou as u32,
+        passed_stability: r.passed_stability as u32,
+        kept: r.kept as u32,
+        encoder_us: us(r.encoder),
+        decoder_us: us(r.decoder),
+        postprocess_us: us(r.postprocess),
+    }
+}
+
+pub fn everything_response(everything: Everything) -> proto::SegmentEverythingResponse {
+    proto::SegmentEverythingResponse {
+        masks: everything.masks.into_iter().map(|m| auto_mask(m, 0)).collect(),
+        image_width: everything.width as u32,
+        image_height: everything.height as u32,
+        timing: Some(everything.timings.to_proto()),
+        crops: everything.crops.into_iter().map(crop_report).collect(),
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Segmenter {
     pipeline: Pipeline,
     inflight: Limit,
     streams: Streams,
+    max_everything_prompts: usize,
+    max_message_bytes: usize,
     hub: Arc<SourceHub>,
     manifest: Arc<Manifest>,
     image_limits: ImageLimits,
@@ -55,6 +57,8 @@ impl Segmenter {
             pipeline,
             inflight: Limit::new("in-flight Segment", config.limits.max_inflight),
             streams,
+            max_everything_prompts: config.limits.max_everything_prompts,
+            max_message_bytes: config.limits.max_message_bytes,
             hub,
             manifest,
             image_limits,
@@ -78,6 +82,37 @@ impl Segmenter {
         let segmented = self.pipeline.segment_image(Arc::new(rgb), capture, started, &prompts, options).await?;
         segmented.timings.report(&tracing::Span::current(), "segment");
         Ok(convert::segment_response(segmented))
+    }
+}
+
+impl Segmenter {
+    async fn segment_everything(&self, request: proto::SegmentEverythingRequest) -> Result<proto::SegmentEverythingResponse, ApiError> {
+        let started = Instant::now();
+        self.pipeline.engine().ensure_ready()?;
+        let _permit = self.inflight.admit()?;
+        let format = validate::mask_options("mask_options", request.mask_options.as_ref())?.format;
+        let options = validate::everything_options("options", request.options.as_ref())?;
+        // The crops (and so the prompts) do not depend on the image's size: refused before any work.
+        let prompts = options.prompts(1, 1);
+        if prompts > self.max_everything_prompts {
+            return Err(ApiError::ResourceExhausted(format!(
+                "options: {prompts} point prompts (points_per_side, crop_n_layers, crop_n_points_downscale_factor) exceed the limit of {} (--max-everything-prompts)",
+                self.max_everything_prompts
+            )));
+        }
+        let (rgb, capture) = decode(request.image, self.image_limits).await?;
+        let everything = self.pipeline.segment_everything(Arc::new(rgb), capture, started, options, format).await?;
+        everything.timings.report(&tracing::Span::current(), "everything");
+        let response = convert::everything_response(everything);
+        let bytes = prost::Message::encoded_len(&response);
+        if bytes > self.max_message_bytes {
+            return Err(ApiError::ResourceExhausted(format!(
+                "the answer ({} masks) takes {bytes} bytes, over the limit of {} (--max-message-bytes); ask for MASK_FORMAT_COCO_RLE or fewer masks",
+                response.masks.len(),
+                self.max_message_bytes
+            )));
+        }
+        Ok(response)
     }
 }
 
@@ -111,6 +146,14 @@ impl proto::segmenter_server::Segmenter for Segmenter {
     async fn list_sources(&self, _request: Request<proto::ListSourcesRequest>) -> Result<Response<proto::ListSourcesResponse>, Status> {
         let sources = self.hub.list().into_iter().map(convert::source_info).collect();
         Ok(Response::new(proto::ListSourcesResponse { sources }))
+    }
+
+    async fn segment_everything(
+        &self,
+        request: Request<proto::SegmentEverythingRequest>,
+    ) -> Result<Response<proto::SegmentEverythingResponse>, Status> {
+        let span = crate::stage_span!("everything", points_per_side = request.get_ref().options.as_ref().and_then(|o| o.points_per_side));
+        self.segment_everything(request.into_inner()).instrument(span).await.map(Response::new).map_err(Status::from)
     }
 
     async fn get_model_info(&self, _request: Request<proto::GetModelInfoRequest>) -> Result<Response<proto::ModelInfo>, Status> {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use super::convert;
 use super::status::ApiError;
 use crate::mask::MaskOptions;
+use crate::model::everything::EverythingOptions;
 pub use crate::model::prompt::PromptLimits;
 use crate::model::{BoxPrompt, ObjectPrompt, PointPrompt, PromptLabel};
 use crate::proto;
@@ -89,6 +90,53 @@ pub fn prompts_inside(field: &str, prompts: &[ObjectPrompt], width: usize, heigh
     Ok(crate::model::prompt::check_inside(field, prompts, width, height)?)
 }
 
+/// SegmentEverything's options, each unset one the reference's default, each set one checked
+/// against its range; `field` is their path (`options`).
+pub fn everything_options(field: &str, options: Option<&proto::AutoMaskOptions>) -> Result<EverythingOptions, ApiError> {
+    let given = options.cloned().unwrap_or_default();
+    let mut o = EverythingOptions::default();
+    let count = |name: &str, value: Option<u32>, default: usize, range: std::ops::RangeInclusive<u32>| -> Result<usize, ApiError> {
+        match value {
+            None => Ok(default),
+            Some(v) if range.contains(&v) => Ok(v as usize),
+            Some(v) => Err(ApiError::invalid(format!("{field}.{name}"), format!("must be between {} and {}, got {v}", range.start(), range.end()))),
+        }
+    };
+    let real = |name: &str, value: Option<f64>, default: f64, low: f64, high: f64, high_open: bool| -> Result<f64, ApiError> {
+        let Some(v) = value else { return Ok(default) };
+        let inside = v.is_finite() && v >= low && if high_open { v < high } else { v <= high };
+        if inside {
+            Ok(v)
+        } else {
+            let upper = if high_open { format!("below {high}") } else { format!("at most {high}") };
+            Err(ApiError::invalid(format!("{field}.{name}"), format!("must be a number from {low}, {upper}, got {v}")))
+        }
+    };
+    o.points_per_side = count("points_per_side", given.points_per_side, o.points_per_side, 1..=128)?;
+    o.points_per_batch = count("points_per_batch", given.points_per_batch, o.points_per_batch, 1..=256)?;
+    o.pred_iou_thresh = real("pred_iou_thresh", given.pred_iou_thresh, o.pred_iou_thresh, 0.0, 1.0, false)?;
+    o.stability_score_thresh = real("stability_score_thresh", given.stability_score_thresh, o.stability_score_thresh, 0.0, 1.0, false)?;
+    o.stability_score_offset = real("stability_score_offset", given.stability_score_offset, o.stability_score_offset, 0.0, 100.0, false)?;
+    o.box_nms_thresh = real("box_nms_thresh", given.box_nms_thresh, o.box_nms_thresh, 0.0, 1.0, false)?;
+    o.crop_n_layers = count("crop_n_layers", given.crop_n_layers, o.crop_n_layers, 0..=3)?;
+    o.crop_nms_thresh = real("crop_nms_thresh", given.crop_nms_thresh, o.crop_nms_thresh, 0.0, 1.0, false)?;
+    o.crop_overlap_ratio = real("crop_overlap_ratio", given.crop_overlap_ratio, o.crop_overlap_ratio, 0.0, 1.0, true)?;
+    o.crop_n_points_downscale_factor =
+        count("crop_n_points_downscale_factor", given.crop_n_points_downscale_factor, o.crop_n_points_downscale_factor, 1..=16)?;
+    o.min_mask_region_area = given.min_mask_region_area.map_or(o.min_mask_region_area, |v| v as usize);
+    let deepest = crate::model::everything::crops::points_per_side(o.points_per_side, o.crop_n_layers, o.crop_n_points_downscale_factor);
+    if deepest == 0 {
+        return Err(ApiError::invalid(
+            format!("{field}.crop_n_points_downscale_factor"),
+            format!(
+                "crop layer {} would have no points: {} points per side / {}^{} < 1",
+                o.crop_n_layers, o.points_per_side, o.crop_n_points_downscale_factor, o.crop_n_layers
+            ),
+        ));
+    }
+    Ok(o)
+}
+
 /// A stream's `PromptUpdate`, its prompts well-formed (they are checked against the image
 /// by the session, which knows the frame).
 pub fn prompt_update(update: proto::PromptUpdate, limits: &PromptLimits) -> Result<PromptUpdate, ApiError> {
@@ -140,5 +188,46 @@ mod tests {
         assert!(prompts_inside("objects", &ok, 9, 20).is_err());
         let neg = object_prompts("objects", &[object(1, vec![positive(-0.5, 2.0)], None)], &LIMITS).unwrap();
         assert_eq!(field_of(prompts_inside("objects", &neg, 10, 10).unwrap_err()), "objects[0].points[0].x");
+    }
+
+    /// One test per rejected field of SegmentEverything's options: the status names it.
+    macro_rules! rejects {
+        ($($test:ident: $field:ident = $value:expr;)*) => {$(
+            #[test]
+            fn $test() {
+                let options = proto::AutoMaskOptions { $field: Some($value), ..Default::default() };
+                let error = everything_options("options", Some(&options)).unwrap_err();
+                assert_eq!(field_of(error), concat!("options.", stringify!($field)));
+            }
+        )*};
+    }
+
+    rejects! {
+        rejects_no_points_per_side: points_per_side = 0;
+        rejects_too_many_points_per_side: points_per_side = 129;
+        rejects_an_empty_batch: points_per_batch = 0;
+        rejects_a_huge_batch: points_per_batch = 257;
+        rejects_an_iou_threshold_above_one: pred_iou_thresh = 1.5;
+        rejects_a_negative_iou_threshold: pred_iou_thresh = -0.1;
+        rejects_a_nan_iou_threshold: pred_iou_thresh = f64::NAN;
+        rejects_a_stability_threshold_above_one: stability_score_thresh = 1.01;
+        rejects_a_negative_stability_offset: stability_score_offset = -1.0;
+        rejects_a_box_nms_threshold_above_one: box_nms_thresh = 2.0;
+        rejects_four_crop_layers: crop_n_layers = 4;
+        rejects_a_crop_nms_threshold_below_zero: crop_nms_thresh = -0.5;
+        rejects_a_full_crop_overlap: crop_overlap_ratio = 1.0;
+        rejects_a_zero_downscale_factor: crop_n_points_downscale_factor = 0;
+    }
+
+    #[test]
+    fn unset_options_are_the_references_defaults_and_zero_is_honoured() {
+        let defaults = everything_options("options", None).unwrap();
+        assert_eq!(defaults, EverythingOptions::default());
+        let zero = proto::AutoMaskOptions { pred_iou_thresh: Some(0.0), min_mask_region_area: Some(0), crop_nms_thresh: Some(0.0), ..Default::default() };
+        let o = everything_options("options", Some(&zero)).unwrap();
+        assert_eq!((o.pred_iou_thresh, o.crop_nms_thresh, o.min_mask_region_area), (0.0, 0.0, 0));
+        assert!(o.filter().pred_iou_thresh.is_none(), "a threshold of 0 turns the IoU filter off");
+        let empty_layer = proto::AutoMaskOptions { points_per_side: Some(3), crop_n_layers: Some(2), crop_n_points_downscale_factor: Some(2), ..Default::default() };
+        assert_eq!(field_of(everything_options("options", Some(&empty_layer)).unwrap_err()), "options.crop_n_points_downscale_factor");
     }
 }

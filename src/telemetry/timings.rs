@@ -19,6 +19,7 @@ macro_rules! stage_span {
             decoder_us = tracing::field::Empty,
             postprocess_us = tracing::field::Empty,
             download_us = tracing::field::Empty,
+            nms_us = tracing::field::Empty,
             total_us = tracing::field::Empty,
         )
     };
@@ -28,11 +29,12 @@ use super::metrics::STAGE_DURATION;
 use crate::proto;
 
 /// Stage names in pipeline order, as spans, histograms and the tools name them.
-pub const STAGE_NAMES: [&str; 9] = ["capture", "preprocess", "upload", "queue", "encoder", "decoder", "postprocess", "download", "total"];
+pub const STAGE_NAMES: [&str; 10] =
+    ["capture", "preprocess", "upload", "queue", "encoder", "decoder", "postprocess", "download", "nms", "total"];
 
 /// A `Timing` message's stages in `STAGE_NAMES` order, in microseconds.
-pub fn stage_values(t: &proto::Timing) -> [u64; 9] {
-    [t.capture_us, t.preprocess_us, t.upload_us, t.queue_us, t.encoder_us, t.decoder_us, t.postprocess_us, t.download_us, t.total_us]
+pub fn stage_values(t: &proto::Timing) -> [u64; 10] {
+    [t.capture_us, t.preprocess_us, t.upload_us, t.queue_us, t.encoder_us, t.decoder_us, t.postprocess_us, t.download_us, t.nms_us, t.total_us]
 }
 
 /// Durations of one request's stages, reported as the response's `Timing` and span fields.
@@ -53,6 +55,8 @@ pub struct StageTimings {
     pub postprocess: Duration,
     /// Device to host copy of the masks (zero when the provider works in host memory).
     pub download: Duration,
+    /// Segment everything's duplicate removal across crops and small-region pass.
+    pub nms: Duration,
     pub total: Duration,
 }
 
@@ -68,6 +72,7 @@ impl std::ops::AddAssign for StageTimings {
         self.decoder += other.decoder;
         self.postprocess += other.postprocess;
         self.download += other.download;
+        self.nms += other.nms;
         self.total += other.total;
     }
 }
@@ -75,7 +80,7 @@ impl std::ops::AddAssign for StageTimings {
 impl StageTimings {
     /// Time accounted for by the stages (everything but `total`).
     pub fn staged(&self) -> Duration {
-        self.capture + self.preprocess + self.upload + self.queue + self.encoder + self.decoder + self.postprocess + self.download
+        self.capture + self.preprocess + self.upload + self.queue + self.encoder + self.decoder + self.postprocess + self.download + self.nms
     }
 
     pub fn to_proto(&self) -> proto::Timing {
@@ -90,6 +95,7 @@ impl StageTimings {
             total_us: us(self.total),
             upload_us: us(self.upload),
             download_us: us(self.download),
+            nms_us: us(self.nms),
         }
     }
 
@@ -111,6 +117,7 @@ impl StageTimings {
         span.record("decoder_us", t.decoder_us);
         span.record("postprocess_us", t.postprocess_us);
         span.record("download_us", t.download_us);
+        span.record("nms_us", t.nms_us);
         span.record("total_us", t.total_us);
     }
 }

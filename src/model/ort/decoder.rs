@@ -12,11 +12,12 @@ use ort::memory::MemoryInfo;
 use ort::session::{IoBinding, Session};
 use ort::value::{DynTensor, Tensor};
 
+use super::candidates::DeviceCandidates;
 use super::device_stages::DevicePostprocess;
 use super::host::HostTensor;
 use super::placement::Placement;
 use super::{check_shape, take_output};
-use crate::model::{DecodedGroup, Embedding, LOW_RES, MASK_TOKENS, MaskDecoder, MaskGroup, MaskRequest, ModelError, PromptTokens};
+use crate::model::{DecodedGroup, Embedding, LOW_RES, MASK_TOKENS, MaskDecoder, MaskGroup, MaskOutput, MaskRequest, ModelError, PromptTokens};
 use crate::telemetry::StageTimings;
 
 /// `mask_input` and `has_mask_input` for a number of objects, kept bound between calls: they
@@ -32,8 +33,9 @@ pub struct OrtDecoder {
     session: Session,
     binding: IoBinding,
     placement: Placement,
-    /// The postprocessing graph, with `DataPath::Device`.
-    postprocess: Option<DevicePostprocess>,
+    /// The postprocessing graphs, with `DataPath::Device`: prompted objects' masks, and
+    /// segment everything's candidates.
+    postprocess: Option<(DevicePostprocess, DeviceCandidates)>,
     mask_inputs: HashMap<usize, MaskInputs>,
     /// Which mask inputs the binding holds now: (objects, generation).
     bound_masks: Option<(usize, u64)>,
@@ -41,7 +43,11 @@ pub struct OrtDecoder {
 }
 
 impl OrtDecoder {
-    pub(super) fn new(session: Session, placement: Placement, postprocess: Option<DevicePostprocess>) -> Result<Self, ModelError> {
+    pub(super) fn new(
+        session: Session,
+        placement: Placement,
+        postprocess: Option<(DevicePostprocess, DeviceCandidates)>,
+    ) -> Result<Self, ModelError> {
         let binding = session.create_binding()?;
         Ok(Self { session, binding, placement, postprocess, mask_inputs: HashMap::new(), bound_masks: None, cpu: MemoryInfo::default() })
     }
@@ -126,9 +132,14 @@ impl MaskDecoder for OrtDecoder {
         check_shape(&low_res, "low_res_masks", &[n, MASK_TOKENS, LOW_RES, LOW_RES])?;
         let iou = iou.try_extract_array::<f32>()?.to_owned().into_dimensionality().expect("shape checked above");
         let mut timings = StageTimings { decoder: started.elapsed(), ..Default::default() };
-        let masks = match self.postprocess.as_mut() {
-            None => MaskGroup::LowRes(Box::new(HostTensor(low_res))),
-            Some(postprocess) => {
+        let masks = match (self.postprocess.as_mut(), request.output) {
+            (None, _) => MaskGroup::LowRes(Box::new(HostTensor(low_res))),
+            (Some((_, candidates)), MaskOutput::Candidates(filter)) => {
+                let (group, spent) = candidates.run(&low_res, &iou, &filter, &request.geometry)?;
+                timings += spent;
+                group
+            }
+            (Some((postprocess, _)), MaskOutput::Objects { .. }) => {
                 let out = postprocess.masks(&low_res, request.tokens(), request.geometry, request.keeps_low_res())?;
                 timings += out.timings;
                 MaskGroup::Binary {

@@ -3,6 +3,7 @@
 //! between stages stay in the execution provider's memory. The rest of the crate reaches this
 //! backend only through `model::load` and the model layer's traits.
 
+mod candidates;
 mod decoder;
 mod device_stages;
 mod encoder;
@@ -20,6 +21,7 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::{DynTensor, DynTensorValueType};
 
+pub use candidates::DeviceCandidates;
 pub use decoder::OrtDecoder;
 pub use device_stages::{DevicePostprocess, DevicePreprocess, PickEmbedding, PostprocessOutputs};
 pub use encoder::OrtEncoder;
@@ -71,7 +73,7 @@ pub fn load(model_dir: &Path, options: &RuntimeOptions) -> Result<LoadedModel, M
     };
     let device = data_path == DataPath::Device;
     let preprocess = device.then(|| DevicePreprocess::load(options)).transpose()?;
-    let postprocess = device.then(|| DevicePostprocess::load(options)).transpose()?;
+    let postprocess = device.then(|| Ok::<_, ModelError>((DevicePostprocess::load(options)?, DeviceCandidates::load(options)?))).transpose()?;
     let pick = PickEmbedding::load(options)?;
     let encoder = OrtEncoder::new(encoder_session, placement.clone(), preprocess, pick)?;
     let decoder = OrtDecoder::new(decoder_session, placement, postprocess)?;

@@ -1,0 +1,339 @@
+//! Segment everything, the pipeline's second method: `SamAutomaticMaskGenerator.generate` with
+//! samstream's engine. One encoder run per crop; per crop, the grid's points go through the
+//! decoder in batches (each batch's host work overlapping the next batch's decode); the masks
+//! that pass the filters are kept as runs; duplicates go by box NMS within each crop, then
+//! across crops; small regions last. Every step in the reference's order and arithmetic.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use opencv::core::{Mat, Rect};
+use opencv::prelude::*;
+
+use super::{Pipeline, PipelineError, blocking};
+use crate::engine::{EncodedFrame, FrameOrigin};
+use crate::mask::{self, CocoRle, EncodedMask, MaskData, MaskFormat};
+use crate::model::everything::candidates::{candidates, inclusive_box};
+use crate::model::everything::crops::{CropBox, point_grid, points_per_side};
+use crate::model::everything::nms::nms;
+use crate::model::everything::regions::{Regions, remove_small_regions};
+use crate::model::everything::runs::MaskRuns;
+use crate::model::everything::EverythingOptions;
+use crate::model::{BinaryMask, CandidateFilter, DecodedObjects, ImageGeometry, MaskOutput, MaskRequest, PromptTokens};
+use crate::telemetry::StageTimings;
+use crate::telemetry::metrics::ENCODER_RUNS;
+
+/// The masks of one crop kept from a batch, before NMS: in the crop's frame except `runs`.
+struct Kept {
+    runs: MaskRuns,
+    /// XYXY, last pixel included, in the crop's pixels.
+    crop_box: [u32; 4],
+    iou: f32,
+    stability: f32,
+    /// The grid point in the crop's pixels.
+    point: [f64; 2],
+}
+
+/// One mask of the answer.
+#[derive(Debug, Clone)]
+pub struct AutoMask {
+    pub mask: EncodedMask,
+    /// XYXY in image pixels, right and bottom exclusive (the API's boxes); zeros when empty.
+    pub bbox: mask::PixelBox,
+    pub area: u64,
+    pub predicted_iou: f32,
+    pub stability_score: f32,
+    /// The grid point that produced it, in image pixels.
+    pub point: [f64; 2],
+    pub crop: CropBox,
+    /// The mask as runs over the image, for trackers that match masks across frames.
+    pub runs: MaskRuns,
+}
+
+/// What happened in one crop, for the response and the logs.
+#[derive(Debug, Clone, Copy)]
+pub struct CropReport {
+    pub crop: CropBox,
+    pub points: usize,
+    /// Masks (three per point) whose predicted IoU passed.
+    pub passed_iou: usize,
+    /// Of those, masks whose stability passed too.
+    pub passed_stability: usize,
+    /// Left after dropping masks at a crop edge inside the image, and NMS within the crop.
+    pub kept: usize,
+    pub encoder: Duration,
+    pub decoder: Duration,
+    pub postprocess: Duration,
+}
+
+pub struct Everything {
+    pub width: usize,
+    pub height: usize,
+    pub masks: Vec<AutoMask>,
+    pub crops: Vec<CropReport>,
+    /// `nms` is the NMS across crops and the small-region pass.
+    pub timings: StageTimings,
+}
+
+/// Batches of one crop in the decoder while the host works on the one before.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+impl Pipeline {
+    /// Segments everything in an 8-bit RGB image. `started` is when the request arrived,
+    /// `capture` how long decoding its image took.
+    pub async fn segment_everything(
+        &self,
+        rgb: Arc<Mat>,
+        capture: Duration,
+        started: Instant,
+        options: EverythingOptions,
+        format: MaskFormat,
+    ) -> Result<Everything, PipelineError> {
+        let (width, height) = (rgb.cols() as usize, rgb.rows() as usize);
+        let crops = options.crops(width, height);
+        let mut timings = StageTimings { capture, ..Default::default() };
+        let frames = self.encode_crops(&rgb, &crops, started).await?;
+        let mut kept_per_crop = Vec::with_capacity(crops.len());
+        let mut reports = Vec::with_capacity(crops.len());
+        for (crop, frame) in crops.iter().zip(frames) {
+            let mut frame_timings = frame.timings;
+            frame_timings.capture = Duration::ZERO;
+            timings += frame_timings;
+            let (kept, report, crop_timings) = self.segment_crop(frame, *crop, &options, width, height).await?;
+            timings += crop_timings;
+            kept_per_crop.push(kept);
+            reports.push(report);
+        }
+        let nms_started = Instant::now();
+        let masks = blocking(move || merge(kept_per_crop, &crops, &options, format)).await?;
+        timings.nms = nms_started.elapsed();
+        timings.total = started.elapsed();
+        Ok(Everything { width, height, masks, crops: reports, timings })
+    }
+
+    /// One encoder run per crop; on a GPU the engine batches the crops' runs.
+    async fn encode_crops(&self, rgb: &Arc<Mat>, crops: &[CropBox], started: Instant) -> Result<Vec<Arc<EncodedFrame>>, PipelineError> {
+        let in_flight = self.engine.runtime()?.max_batch.max(1) + 1;
+        let origin = FrameOrigin { grabbed_at: started, ..FrameOrigin::now() };
+        let encodes = crops.to_vec().into_iter().map(|crop| {
+            let rgb = rgb.clone();
+            async move {
+                let image = if crop.width() == rgb.cols() as usize && crop.height() == rgb.rows() as usize {
+                    rgb
+                } else {
+                    Arc::new(blocking(move || Ok(crop_image(&rgb, &crop).map_err(crate::model::ModelError::from)?)).await?)
+                };
+                let frame = self.encode(image, origin, Duration::ZERO).await?;
+                metrics::counter!(ENCODER_RUNS, "origin" => "everything").increment(1);
+                Ok::<_, PipelineError>(frame)
+            }
+        });
+        futures_util::stream::iter(encodes).buffered(in_flight).collect::<Vec<_>>().await.into_iter().collect()
+    }
+
+    /// The grid of one crop through the decoder, batch by batch; the masks kept after NMS
+    /// within the crop, in its own frame.
+    async fn segment_crop(
+        &self,
+        frame: Arc<EncodedFrame>,
+        crop: CropBox,
+        options: &EverythingOptions,
+        width: usize,
+        height: usize,
+    ) -> Result<(Vec<Kept>, CropReport, StageTimings), PipelineError> {
+        let geometry = frame.geometry;
+        let per_side = points_per_side(options.points_per_side, crop.layer, options.crop_n_points_downscale_factor);
+        let (cw, ch) = (crop.width() as f64, crop.height() as f64);
+        let points: Vec<[f64; 2]> = point_grid(per_side).into_iter().map(|[x, y]| [x * cw, y * ch]).collect();
+        let filter = options.filter();
+        let request = MaskRequest { geometry, output: MaskOutput::Candidates(filter) };
+        let mut timings = StageTimings::default();
+        let mut report = CropReport {
+            crop,
+            points: points.len(),
+            passed_iou: 0,
+            passed_stability: 0,
+            kept: 0,
+            encoder: frame.timings.encoder,
+            decoder: Duration::ZERO,
+            postprocess: Duration::ZERO,
+        };
+        let batches: Vec<Vec<[f64; 2]>> = points.chunks(options.points_per_batch.max(1)).map(<[_]>::to_vec).collect();
+        let batches = batches.into_iter().map(|batch| {
+            let tokens: Vec<PromptTokens> = batch.iter().map(|&[x, y]| PromptTokens::point(x, y, &geometry)).collect();
+            let frame = frame.clone();
+            async move {
+                let decoded = self.engine.decode(frame, tokens, request).await?;
+                let decode_timings = decoded.timings;
+                let started = Instant::now();
+                let found = blocking(move || keep_batch(&decoded, &batch, &geometry, &filter, &crop, width, height)).await?;
+                Ok::<_, PipelineError>((found, decode_timings, started.elapsed()))
+            }
+        });
+        let mut batches = futures_util::stream::iter(batches).buffered(BATCHES_IN_FLIGHT);
+        let mut kept = Vec::new();
+        while let Some(batch) = batches.next().await {
+            let ((batch_kept, passed_iou, passed_stability), decode_timings, postprocess) = batch?;
+            report.passed_iou += passed_iou;
+            report.passed_stability += passed_stability;
+            report.decoder += decode_timings.decoder;
+            report.postprocess += decode_timings.postprocess + postprocess;
+            timings += decode_timings;
+            timings.postprocess += postprocess;
+            kept.extend(batch_kept);
+        }
+        // Duplicates within the crop, scored by predicted IoU, on the crop's own boxes.
+        let boxes: Vec<[f32; 4]> = kept.iter().map(|k| k.crop_box.map(|v| v as f32)).collect();
+        let scores: Vec<f32> = kept.iter().map(|k| k.iou).collect();
+        let keep = nms(&boxes, &scores, options.box_nms_thresh);
+        let mut slots: Vec<Option<Kept>> = kept.into_iter().map(Some).collect();
+        let kept: Vec<Kept> = keep.into_iter().filter_map(|i| slots[i].take()).collect();
+        report.kept = kept.len();
+        Ok((kept, report, timings))
+    }
+}
+
+/// The candidates of one batch that pass the filters and are not cut by a crop edge inside
+/// the image, with how many passed the IoU and the stability filters.
+fn keep_batch(
+    decoded: &DecodedObjects,
+    points: &[[f64; 2]],
+    geometry: &ImageGeometry,
+    filter: &CandidateFilter,
+    crop: &CropBox,
+    width: usize,
+    height: usize,
+) -> Result<(Vec<Kept>, usize, usize), PipelineError> {
+    let (found, passed_iou) = candidates(decoded, geometry, filter)?;
+    let passed_stability = found.len();
+    let mut kept = Vec::new();
+    for candidate in found {
+        if near_crop_edge(&candidate.inclusive_box, crop, width, height) {
+            continue;
+        }
+        let runs = match &candidate.mask {
+            BinaryMask::Owned(m) => MaskRuns::from_crop(m, crop, width, height)?,
+            BinaryMask::View(m) => MaskRuns::from_crop(m, crop, width, height)?,
+        };
+        kept.push(Kept { runs, crop_box: candidate.inclusive_box, iou: candidate.iou, stability: candidate.stability, point: points[candidate.point] });
+    }
+    Ok((kept, passed_iou, passed_stability))
+}
+
+/// `is_box_near_crop_edge`: the box (uncropped) lies within 20 px of a crop edge that is not an
+/// image edge.
+fn near_crop_edge(crop_box: &[u32; 4], crop: &CropBox, width: usize, height: usize) -> bool {
+    const TOLERANCE: f32 = 20.0;
+    let uncropped = [crop_box[0] + crop.x0 as u32, crop_box[1] + crop.y0 as u32, crop_box[2] + crop.x0 as u32, crop_box[3] + crop.y0 as u32];
+    let crop_edges = [crop.x0, crop.y0, crop.x1, crop.y1];
+    let image_edges = [0, 0, width, height];
+    (0..4).any(|i| {
+        let b = uncropped[i] as f32;
+        let near_crop = (b - crop_edges[i] as f32).abs() <= TOLERANCE;
+        let near_image = (b - image_edges[i] as f32).abs() <= TOLERANCE;
+        near_crop && !near_image
+    })
+}
+
+/// The crop's pixels as their own (contiguous) image.
+fn crop_image(rgb: &Mat, crop: &CropBox) -> Result<Mat, opencv::Error> {
+    let rect = Rect::new(crop.x0 as i32, crop.y0 as i32, crop.width() as i32, crop.height() as i32);
+    Mat::roi(rgb, rect)?.try_clone()
+}
+
+/// Across crops: uncrop, NMS preferring masks of smaller crops, then small regions, then the
+/// answer's masks in the requested format.
+fn merge(kept_per_crop: Vec<Vec<Kept>>, crops: &[CropBox], options: &EverythingOptions, format: MaskFormat) -> Result<Vec<AutoMask>, PipelineError> {
+    struct Mask {
+        runs: MaskRuns,
+        bbox: [u32; 4],
+        iou: f32,
+        stability: f32,
+        point: [f64; 2],
+        crop: CropBox,
+    }
+    let mut masks: Vec<Mask> = Vec::new();
+    for (kept, crop) in kept_per_crop.into_iter().zip(crops) {
+        for k in kept {
+            let (dx, dy) = (crop.x0 as u32, crop.y0 as u32);
+            let b = k.crop_box;
+            masks.push(Mask {
+                runs: k.runs,
+                bbox: [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy],
+                iou: k.iou,
+                stability: k.stability,
+                point: [k.point[0] + crop.x0 as f64, k.point[1] + crop.y0 as f64],
+                crop: *crop,
+            });
+        }
+    }
+    if crops.len() > 1 {
+        let boxes: Vec<[f32; 4]> = masks.iter().map(|m| m.bbox.map(|v| v as f32)).collect();
+        let scores: Vec<f32> = masks.iter().map(|m| 1.0 / m.crop.area() as f32).collect();
+        let keep = nms(&boxes, &scores, options.crop_nms_thresh);
+        masks = select(masks, &keep);
+    }
+    if options.min_mask_region_area > 0 && !masks.is_empty() {
+        let mut cleaned = Vec::with_capacity(masks.len());
+        let mut scores = Vec::with_capacity(masks.len());
+        for m in &masks {
+            let pixels = m.runs.to_mat()?;
+            let (pixels, holes) = remove_small_regions(&pixels, options.min_mask_region_area, Regions::Holes)?;
+            let (pixels, islands) = remove_small_regions(&pixels, options.min_mask_region_area, Regions::Islands)?;
+            scores.push(if holes || islands { 0.0 } else { 1.0 });
+            cleaned.push(pixels);
+        }
+        let boxes = cleaned.iter().map(|p| inclusive_box(p).map(|b| b.map(|v| v as f32))).collect::<Result<Vec<_>, _>>()?;
+        let keep = nms(&boxes, &scores, options.box_nms_thresh.max(options.crop_nms_thresh));
+        for &i in &keep {
+            // Only changed masks are re-encoded, as the reference does.
+            if scores[i] == 0.0 {
+                masks[i].runs = MaskRuns::from_mat(&cleaned[i])?;
+                masks[i].bbox = inclusive_box(&cleaned[i])?;
+            }
+        }
+        masks = select(masks, &keep);
+    }
+    masks
+        .into_iter()
+        .map(|m| {
+            let mask = encode(&m.runs, format)?;
+            let empty = m.runs.area() == 0;
+            let b = m.bbox;
+            let bbox = if empty {
+                mask::PixelBox::default()
+            } else {
+                mask::PixelBox { x0: b[0] as f32, y0: b[1] as f32, x1: (b[2] + 1) as f32, y1: (b[3] + 1) as f32 }
+            };
+            Ok(AutoMask {
+                mask,
+                bbox,
+                area: m.runs.area(),
+                predicted_iou: m.iou,
+                stability_score: m.stability,
+                point: m.point,
+                crop: m.crop,
+                runs: m.runs,
+            })
+        })
+        .collect()
+}
+
+/// The items at `keep`, in that order.
+fn select<T>(items: Vec<T>, keep: &[usize]) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    keep.iter().filter_map(|&i| slots[i].take()).collect()
+}
+
+/// The mask in the requested format: COCO RLE straight from the runs, the others from pixels.
+fn encode(runs: &MaskRuns, format: MaskFormat) -> Result<EncodedMask, PipelineError> {
+    let (width, height) = (runs.width as u32, runs.height as u32);
+    match format {
+        MaskFormat::CocoRle => {
+            let counts = mask::coco_counts_string(&runs.runs);
+            Ok(EncodedMask { width, height, data: MaskData::CocoRle(CocoRle { size: [height, width], counts }) })
+        }
+        MaskFormat::Png | MaskFormat::Polygons => Ok(mask::encode(&runs.to_mat()?, format)?),
+    }
+}
