@@ -51,6 +51,31 @@ def criterion_rows(folder: Path) -> list[tuple[str, float]]:
     return rows
 
 
+def everything_rows(f: Path) -> tuple[list[str], list[tuple[str, str, bool, str]]]:
+    """SegmentEverything against the official generator and the Python onnxruntime pipeline,
+    per crop layer count measured."""
+    python = load(f, "everything_python")
+    lines = [
+        "| crop_n_layers | official generator (PyTorch) s | Python ORT, decoder.onnx s | Python ORT, decoder_shared.onnx s | samstream s | vs official | vs Python ORT | vs Python ORT (shared decoder) | masks (official / samstream) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    targets = []
+    for path in sorted(f.glob("everything_[0-9].json")):
+        layers = path.stem.split("_")[1]
+        ours = load(f, path.stem)["latency_ms"]["p50"] / 1000
+        official = python.get("official", {}).get(layers, {})
+        ort = python.get("ort", {}).get(layers, {}).get("seconds", float("nan"))
+        shared = python.get("ort_shared", {}).get(layers, {}).get("seconds", float("nan"))
+        seconds = official.get("seconds", float("nan"))
+        lines.append(
+            f"| {layers} | {seconds:.1f} | {ort:.1f} | {shared:.1f} | {ours:.1f} | {seconds / ours:.2f}x | {ort / ours:.2f}x | {shared / ours:.2f}x | "
+            f"{official.get('masks', '?')} / {load(f, path.stem).get('masks', '?')} |"
+        )
+        targets.append((f"SegmentEverything vs official generator, crop_n_layers {layers}", f"{seconds / ours:.2f}x", seconds / ours >= 3, ">= 3x"))
+        targets.append((f"SegmentEverything vs Python ORT pipeline, crop_n_layers {layers}", f"{min(ort, shared) / ours:.2f}x", min(ort, shared) / ours >= 1.0, ">= 1.0x, the faster Python variant"))
+    return lines, targets
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("folder", type=Path)
@@ -119,6 +144,8 @@ def main() -> int:
         ("encoder int8 (raw ORT)", f"{raw.get('encoder_int8_ms', float('nan')):.0f} ms", raw.get("encoder_int8_ms", 1e9) <= 650, "<= 650 ms in some configuration"),
         ("encoder int8 inside samstream (Segment, server-reported p50)", f"{stage(int8_seg, 'encoder'):.0f} ms", stage(int8_seg, "encoder") <= 650, "<= 650 ms in some configuration"),
     ]
+    everything_lines, everything_targets = everything_rows(f)
+    targets += everything_targets
     target_lines = ["| target | measured | met |", "|---|---:|:---:|"]
     target_lines += [f"| {name} ({goal}) | {value} | {'yes' if ok else '**no**'} |" for name, value, ok, goal in targets]
 
@@ -169,6 +196,10 @@ def main() -> int:
         "## Targets (issue 4)",
         "",
         *target_lines,
+        "",
+        "## Segment everything (1280x720 JPEG, the reference's defaults, one run each)",
+        "",
+        *everything_lines,
         "",
         "## Where the time goes",
         "",

@@ -4,7 +4,9 @@
     python3 models/export.py (--checkpoint PATH | --random-init [--seed N]) --out DIR
                              [--parity-fixtures] [--int8] [--fp16]
 
-Writes DIR/encoder.onnx, DIR/decoder.onnx and DIR/manifest.json; with --parity-fixtures also
+Writes DIR/encoder.onnx, DIR/decoder.onnx, DIR/decoder_shared.onnx (the decoder for prompts
+without a mask input, with the image side's prompt-independent work done once per call) and
+DIR/manifest.json; with --parity-fixtures also
 DIR/parity/ (images, prompts and the reference logits of the official SamPredictor on the very
 same weights, and the official SamAutomaticMaskGenerator's masks in DIR/parity/everything/),
 which the Rust parity tests compare against. See models/README.md for the I/O
@@ -149,6 +151,41 @@ class Decoder(SamOnnxModel):
         return iou_predictions, low_res_masks
 
 
+class SharedDecoder(SamOnnxModel):
+    """The decoder for prompts without a mask input, doing the image side's prompt-independent
+    work once per call instead of once per object: SamPredictor repeats the embedding for every
+    object (`repeat_interleave`) although, without mask inputs, every object's copy is the same,
+    and so are the first transformer layer's projections of it. Here the embedding keeps batch
+    1 and broadcasts against the objects; the arithmetic per object is the same (the outputs are
+    bit-identical to `Decoder`'s in PyTorch and in onnxruntime). Segment everything's grid
+    points, and any request whose objects carry no mask input, run on it."""
+
+    def __init__(self, sam: nn.Module) -> None:
+        super().__init__(sam, return_single_mask=False)
+
+    def forward(self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor):  # type: ignore[override]
+        decoder = self.model.mask_decoder
+        sparse_embedding = self._embed_points(point_coords, point_labels)
+        dense_embedding = self.model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        # MaskDecoder.predict_masks without repeating the embedding per object.
+        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.unsqueeze(0).expand(sparse_embedding.size(0), -1, -1)
+        tokens = torch.cat((output_tokens, sparse_embedding), dim=1)
+        src = image_embeddings + dense_embedding
+        channels, height, width = src.shape[1:]
+        hs, src = decoder.transformer(src, self.model.prompt_encoder.get_dense_pe(), tokens)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : (1 + decoder.num_mask_tokens), :]
+        src = src.transpose(1, 2).reshape(tokens.shape[0], channels, height, width)
+        upscaled = decoder.output_upscaling(src)
+        hyper_in = torch.stack(
+            [decoder.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in range(decoder.num_mask_tokens)], dim=1
+        )
+        b, c, h, w = upscaled.shape
+        low_res_masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+        return decoder.iou_prediction_head(iou_token_out), low_res_masks
+
+
 def export_encoder(sam: nn.Module, path: Path) -> None:
     allow_dynamic_batch()
     dummy = torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE)
@@ -185,6 +222,31 @@ def export_decoder(sam: nn.Module, path: Path) -> None:
             "point_labels": {0: "objects", 1: "points"},
             "mask_input": {0: "objects"},
             "has_mask_input": {0: "objects"},
+            "iou_predictions": {0: "objects"},
+            "low_res_masks": {0: "objects"},
+        },
+        opset_version=OPSET,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+
+
+def export_shared_decoder(sam: nn.Module, path: Path) -> None:
+    objects, points = 2, 3
+    inputs = (
+        torch.randn(*EMBEDDING_SHAPE),
+        torch.randint(0, IMAGE_SIZE, (objects, points, 2), dtype=torch.float),
+        torch.randint(-1, 4, (objects, points), dtype=torch.float),
+    )
+    torch.onnx.export(
+        SharedDecoder(sam).eval(),
+        inputs,
+        str(path),
+        input_names=["image_embeddings", "point_coords", "point_labels"],
+        output_names=["iou_predictions", "low_res_masks"],
+        dynamic_axes={
+            "point_coords": {0: "objects", 1: "points"},
+            "point_labels": {0: "objects", 1: "points"},
             "iou_predictions": {0: "objects"},
             "low_res_masks": {0: "objects"},
         },
@@ -244,10 +306,15 @@ def check_against_torch(sam: nn.Module, out: Path) -> dict:
     iou, logits = decoder.run(None, feeds)
     with torch.no_grad():
         torch_iou, torch_logits = Decoder(sam)(*(torch.from_numpy(v) for v in feeds.values()))
+    shared = ort.InferenceSession(str(out / "decoder_shared.onnx"), providers=["CPUExecutionProvider"])
+    shared_iou, shared_logits = shared.run(None, {k: feeds[k] for k in ("image_embeddings", "point_coords", "point_labels")})
     return {
         "encoder_max_abs_diff": float(np.abs(embedding - reference).max()),
         "decoder_logits_max_abs_diff": float(np.abs(logits - torch_logits.numpy()).max()),
         "decoder_iou_max_abs_diff": float(np.abs(iou - torch_iou.numpy()).max()),
+        # The shared decoder against the per-object one, both in onnxruntime.
+        "shared_decoder_logits_max_abs_diff": float(np.abs(shared_logits - logits).max()),
+        "shared_decoder_iou_max_abs_diff": float(np.abs(shared_iou - iou).max()),
     }
 
 
@@ -264,7 +331,7 @@ def write_manifest(args: argparse.Namespace, out: Path, provenance: dict, check:
         "opset": OPSET,
         "files": {
             name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
-            for name in ("encoder.onnx", "encoder_int8.onnx", "encoder_fp16.onnx", "decoder.onnx")
+            for name in ("encoder.onnx", "encoder_int8.onnx", "encoder_fp16.onnx", "decoder.onnx", "decoder_shared.onnx")
             if (out / name).exists()
         },
         "export_check": check,
@@ -309,6 +376,7 @@ def main() -> int:
     sam, provenance = build_model(args)
     export_encoder(sam, args.out / "encoder.onnx")
     export_decoder(sam, args.out / "decoder.onnx")
+    export_shared_decoder(sam, args.out / "decoder_shared.onnx")
     # The exporter restores each wrapper's training flag afterwards; a wrapper left in training
     # mode would put TinyViT's BatchNorms in batch-statistics mode for the reference below.
     sam.eval()

@@ -6,10 +6,16 @@
 # encoder's fidelity; criterion benches of the Rust stages; server memory. Prints the table
 # with medians and ratios and writes BENCHMARKS.md.
 #
+# Segment everything (SegmentEverything with the reference's defaults on the same JPEG, crop
+# layers 0 and 1) is measured once each against the official SamAutomaticMaskGenerator and the
+# same algorithm on the Python onnxruntime pipeline; the official generator takes minutes here
+# (EVERYTHING_LAYERS="0" leaves layer 1 out).
+#
 #   bash scripts/bench.sh            (or: make bench)   RUNS=7 STREAM_SECS=20 CHURN=1000
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 RUNS=${RUNS:-7}
+EVERYTHING_LAYERS=${EVERYTHING_LAYERS:-0 1}
 STREAM_SECS=${STREAM_SECS:-20}
 CHURN=${CHURN:-1000}
 OUT=${BENCH_OUT:-$SAMSTREAM_ROOT/BENCHMARKS.md}
@@ -69,6 +75,10 @@ wait $!
 bench --rpc churn --requests "$CHURN" --concurrency 4 --source clip >"$work/churn.json"
 sleep 2
 rss_after_churn=$(rss_mib "$pid")
+for layers in $EVERYTHING_LAYERS; do
+  step "samstream SegmentEverything, defaults, crop_n_layers $layers"
+  bench --rpc everything --requests 1 --warmup 0 --crop-n-layers "$layers" --image "$work/frame.jpg" >"$work/everything_$layers.json"
+done
 printf '{"loaded_mib": %s, "with_8_streams_mib": %s, "after_%s_stream_cycles_mib": %s}\n' \
   "$rss_loaded" "$rss_8_streams" "$CHURN" "$rss_after_churn" >"$work/memory.json"
 kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -83,6 +93,11 @@ kill "$pid"; wait "$pid" 2>/dev/null || true
 step "Python baselines: onnxruntime pipeline and PyTorch SamPredictor"
 "$SAMSTREAM_PYTHON" "$SAMSTREAM_ROOT/bench/python_baselines.py" "$SAMSTREAM_MODEL_DIR" "$work/frame.jpg" --runs "$RUNS" \
   ${SAMSTREAM_CHECKPOINT:+--checkpoint "$SAMSTREAM_CHECKPOINT"} 2>/dev/null >"$work/python.json"
+
+step "segment everything baselines: the official generator and the Python onnxruntime pipeline (minutes)"
+# shellcheck disable=SC2086  # the layer list is meant to split
+"$SAMSTREAM_PYTHON" "$SAMSTREAM_ROOT/bench/everything_baselines.py" "$SAMSTREAM_MODEL_DIR" "$work/frame.jpg" --layers $EVERYTHING_LAYERS \
+  ${SAMSTREAM_CHECKPOINT:+--checkpoint "$SAMSTREAM_CHECKPOINT"} 2>/dev/null >"$work/everything_python.json"
 
 step "int8 and fp16 encoder fidelity on the parity fixtures"
 "$SAMSTREAM_PYTHON" "$SAMSTREAM_ROOT/bench/encoder_fidelity.py" "$SAMSTREAM_MODEL_DIR" --json "$work/fidelity.json" 2>/dev/null

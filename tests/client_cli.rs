@@ -259,3 +259,42 @@ async fn the_python_example_client_streams_a_video_and_writes_masks() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_segments_everything_in_an_image_and_on_a_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start_server(common::config()).await;
+    let url = format!("http://{}", server.addr);
+    let image = common::parity_dir().join("small.png");
+    let overlay = dir.path().join("everything.png");
+    let masks = dir.path().join("masks");
+    let knobs = ["--everything", "--points-per-side", "4", "--pred-iou-thresh", "0.5", "--stability-score-thresh", "0.3", "--box-nms-thresh", "1.0"];
+    let mut args = vec!["--server", &url, "--image", image.to_str().unwrap(), "--overlay", overlay.to_str().unwrap()];
+    args.extend(["--out-masks", masks.to_str().unwrap()]);
+    args.extend(knobs);
+    let out = run_client(&args).await;
+    let count: usize =
+        out.lines().find_map(|l| l.strip_prefix("image: 320x240, ").and_then(|r| r.strip_suffix(" masks"))).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(count > 0 && out.contains("crop [0, 0, 320, 240] (layer 0): 16 points"), "{out}");
+    // Each mask in its own colour, in the answer's order, as PNG mask_<n>.png.
+    let written: Vec<(u32, Mat)> = (1..=count as u32).map(|n| (n, mask(&masks.join(format!("mask_{n}.png"))))).collect();
+    let original = imgcodecs::imread(image.to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
+    let drawn = imgcodecs::imread(overlay.to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
+    let (to_expected, to_original, _) = tint_errors(&original, &drawn, &written, 1);
+    eprintln!("everything overlay ({count} masks): error to tinted {to_expected:.2}, to plain {to_original:.2}");
+    assert!(to_expected < 1.0 && to_original > 5.0 * to_expected, "{to_expected:.2} vs {to_original:.2}");
+
+    // On a video: the automatic mode next to a prompted object, masks per frame.
+    let video = s::make_video(dir.path(), "clip.mp4", 0.5, 4);
+    let frames_dir = dir.path().join("frames");
+    let mut args = vec!["--server", &url, "--video", video.to_str().unwrap(), "--point", "100,80", "--track", "--out-masks", frames_dir.to_str().unwrap()];
+    args.extend(knobs);
+    let out = run_client(&args).await;
+    assert!(out.contains("results 2"), "{out}");
+    let files: Vec<String> = std::fs::read_dir(&frames_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    for frame in ["frame_000001", "frame_000002"] {
+        assert!(files.iter().any(|f| f.starts_with(frame) && f.contains("_object_1.png")), "{frame}: {files:?}");
+        assert!(files.iter().any(|f| f.starts_with(frame) && f.contains("_auto_")), "{frame}: {files:?}");
+    }
+    server.shutdown().await.unwrap();
+}

@@ -408,3 +408,75 @@ async fn oversized_work_is_refused_before_any_and_bad_options_name_their_field()
     assert!(bad.message().starts_with("options.points_per_side:"), "{bad:?}");
     server.shutdown().await.unwrap();
 }
+
+fn frame(file: &str, id: u64) -> proto::StreamRequest {
+    let image = Some(proto::Image { kind: Some(proto::image::Kind::Encoded(common::png_bytes(file))) });
+    proto::StreamRequest { msg: Some(proto::stream_request::Msg::Frame(proto::Frame { image, frame_id: id, timestamp_us: id as i64 * 1000 })) }
+}
+
+/// A client-frames stream with tracking and one prompted object, `auto` on or off; the results
+/// of `files`, each frame sent once the one before is answered.
+async fn live(client: &mut samstream::proto::segmenter_client::SegmenterClient<tonic::transport::Channel>, auto: Option<proto::AutoMode>, files: &[&str]) -> Vec<proto::FrameResult> {
+    use common::stream as s;
+    let start = proto::StreamStart {
+        source: Some(proto::stream_start::Source::ClientFrames(proto::ClientFrames {})),
+        mask_options: None,
+        max_fps: 0.0,
+        track: true,
+        auto_mode: auto,
+    };
+    let first = vec![proto::StreamRequest { msg: Some(proto::stream_request::Msg::Start(start)) }, s::prompts(vec![s::point_object(1, 100.0, 80.0)], 1)];
+    let mut stream = s::StreamClient::open(client, first).await.expect("stream opens");
+    let mut results = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        stream.send(frame(file, i as u64 + 1)).await;
+        let (mut got, _) = stream.results(1, std::time::Duration::from_secs(120)).await;
+        results.append(&mut got);
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_automatic_mode_keeps_ids_and_leaves_prompted_objects_alone() {
+    let server = common::start_server(common::config()).await;
+    let mut client = common::client(&server).await;
+    let options = proto::AutoMaskOptions {
+        points_per_side: Some(4),
+        pred_iou_thresh: Some(0.5),
+        stability_score_thresh: Some(0.3),
+        box_nms_thresh: Some(1.0),
+        ..Default::default()
+    };
+    let every = |n| Some(proto::AutoMode { options: Some(options), every_n_frames: n });
+    let files = ["small.png", "small.png", "square.png"];
+    let with_auto = live(&mut client, every(1), &files).await;
+    let without = live(&mut client, None, &files).await;
+
+    let ids = |r: &proto::FrameResult| r.auto_masks.iter().map(|m| m.object_id).collect::<Vec<_>>();
+    let (first, second, third) = (&with_auto[0], &with_auto[1], &with_auto[2]);
+    assert!(with_auto.iter().all(|r| r.auto_ran), "every frame is segmented with every_n_frames 1");
+    assert!(!first.auto_masks.is_empty(), "the automatic mode finds masks on the first frame");
+    let mut first_ids = ids(first);
+    assert_eq!(first_ids, (1..=first.auto_masks.len() as u32).collect::<Vec<_>>(), "new masks get new ids, from 1");
+    assert_eq!(ids(second), ids(first), "an identical frame keeps every id");
+    assert_eq!(second.auto_masks.iter().map(|m| m.mask.clone()).collect::<Vec<_>>(), first.auto_masks.iter().map(|m| m.mask.clone()).collect::<Vec<_>>());
+    assert!(second.auto_removed.is_empty());
+    let max_first = *first_ids.iter().max().unwrap();
+    assert!(!third.auto_masks.is_empty() && ids(third).iter().all(|&id| id > max_first), "another image's masks are new objects: {:?}", ids(third));
+    let mut removed = third.auto_removed.clone();
+    removed.sort_unstable();
+    first_ids.sort_unstable();
+    assert_eq!(removed, first_ids, "the first image's masks are gone");
+    let auto_timing = first.auto_timing.expect("the automatic mode's timing");
+    assert!(auto_timing.decoder_us > 0 && auto_timing.encoder_us == 0, "crop 0 reuses the frame's embedding: {auto_timing:?}");
+
+    for (a, b) in with_auto.iter().zip(&without) {
+        assert!(!b.auto_ran && b.auto_masks.is_empty());
+        assert_eq!(a.objects, b.objects, "frame {}: the prompted object is the same with or without the automatic mode", a.frame_id);
+    }
+
+    let every_other = live(&mut client, every(2), &["small.png", "small.png", "small.png"]).await;
+    assert_eq!(every_other.iter().map(|r| r.auto_ran).collect::<Vec<_>>(), vec![true, false, true]);
+    assert_eq!(ids(&every_other[2]), ids(&every_other[0]), "ids hold across frames the mode skipped");
+    server.shutdown().await.unwrap();
+}

@@ -165,6 +165,7 @@ fn stream_message() -> impl Strategy<Value = proto::StreamRequest> {
             mask_options: Some(proto::MaskOptions { format: format.rem_euclid(5), multimask_output: false }),
             max_fps,
             track,
+            auto_mode: None,
         })
     });
     let prompts = (prop::collection::vec(object(), 0..4), prop::collection::vec(0u32..6, 0..3), any::<bool>(), any::<u64>())

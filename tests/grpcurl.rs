@@ -101,7 +101,7 @@ async fn grpcurl_lists_checks_health_and_segments_json() {
     assert!(result["result"]["objects"][0]["mask"]["polygons"].is_object());
 
     // The ghz configs under deploy/ghz carry payloads grpcurl must accept as they are.
-    for (config, stream) in [("segment.json", false), ("stream.json", true)] {
+    for (config, stream) in [("segment.json", false), ("stream.json", true), ("everything.json", false)] {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/ghz/").to_string() + config;
         let ghz: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let input = match &ghz["data"] {
@@ -112,6 +112,25 @@ async fn grpcurl_lists_checks_health_and_segments_json() {
         let (ok, output, err) = run(args(&["-plaintext", "-d", "@", addr, &call]), Some(input)).await.unwrap();
         assert!(ok && output.contains("cocoRle"), "{config}: {err}{output}");
     }
+
+    // Segment everything, every option as JSON; unset ones are the reference's defaults.
+    let request = serde_json::json!({
+        "image": {"encoded": image},
+        "maskOptions": {"format": "MASK_FORMAT_PNG"},
+        "options": {"pointsPerSide": 4, "predIouThresh": 0.5, "stabilityScoreThresh": 0.3, "boxNmsThresh": 1.0, "minMaskRegionArea": 50}
+    });
+    let (ok, response, err) =
+        run(args(&["-plaintext", "-d", "@", addr, "samstream.v1.Segmenter/SegmentEverything"]), Some(request.to_string())).await.unwrap();
+    assert!(ok, "SegmentEverything failed: {err}");
+    let response: serde_json::Value = serde_json::from_str(&response).unwrap();
+    assert_eq!((response["imageWidth"].clone(), response["imageHeight"].clone()), (serde_json::json!(320), serde_json::json!(240)));
+    let masks = response["masks"].as_array().expect("masks");
+    assert!(!masks.is_empty() && masks.iter().all(|m| m["mask"]["png"].is_string() && m["predictedIou"].is_number()), "{response}");
+    assert_eq!(response["crops"][0]["points"], 16);
+    let bad = serde_json::json!({"image": {"encoded": image}, "options": {"cropNLayers": 7}});
+    let (ok, _, err) =
+        run(args(&["-plaintext", "-d", "@", addr, "samstream.v1.Segmenter/SegmentEverything"]), Some(bad.to_string())).await.unwrap();
+    assert!(!ok && err.contains("Code: InvalidArgument") && err.contains("options.crop_n_layers"), "{err}");
 
     let bad = serde_json::json!({"image": {"encoded": image}, "objects": [{"objectId": 1}]});
     let (ok, _, err) = run(args(&["-plaintext", "-d", "@", addr, "samstream.v1.Segmenter/Segment"]), Some(bad.to_string())).await.unwrap();

@@ -27,6 +27,8 @@ pub enum Rpc {
     PromptUpdate,
     /// Streams on --source opened and closed again (--requests times), for leaks.
     Churn,
+    /// Unary SegmentEverything calls on --image (--points-per-side, --crop-n-layers).
+    Everything,
 }
 
 impl Rpc {
@@ -36,6 +38,7 @@ impl Rpc {
             Rpc::Stream => "stream",
             Rpc::PromptUpdate => "prompt-update",
             Rpc::Churn => "churn",
+            Rpc::Everything => "everything",
         }
     }
 }
@@ -77,6 +80,12 @@ pub struct BenchArgs {
     /// Objects per request or stream, one point prompt each, spread over the image.
     #[arg(long, default_value_t = 1)]
     pub objects: u32,
+    /// --rpc everything: grid points per side (unset: the server's default, 32).
+    #[arg(long)]
+    pub points_per_side: Option<u32>,
+    /// --rpc everything: extra crop layers (unset: 0).
+    #[arg(long)]
+    pub crop_n_layers: Option<u32>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -106,6 +115,9 @@ pub struct BenchReport {
     /// Results per second of each stream (--rpc stream).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub per_stream_per_second: Vec<f64>,
+    /// Masks (objects) in the last answer (unary calls).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masks: Option<usize>,
 }
 
 fn percentiles(values: impl IntoIterator<Item = u64>) -> Percentiles {
@@ -125,6 +137,8 @@ pub(crate) struct Tally {
     stages: BTreeMap<&'static str, Vec<u64>>,
     /// Results of each stream, for streams.
     per_stream: Vec<u64>,
+    /// Masks in the last unary answer.
+    masks: Option<usize>,
 }
 
 /// `count` objects with one positive point each, spread over a `width` x `height` image.
@@ -164,7 +178,8 @@ pub(crate) fn load_image(path: &std::path::Path, raw: bool) -> anyhow::Result<(p
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (tally, seconds) = match args.rpc {
-        Rpc::Segment => segment::bench_segment(&args).await?,
+        Rpc::Segment => segment::bench_segment(&args, false).await?,
+        Rpc::Everything => segment::bench_segment(&args, true).await?,
         Rpc::Stream => stream::bench_stream(&args).await?,
         Rpc::PromptUpdate => stream::bench_prompt_updates(&args).await?,
         Rpc::Churn => stream::bench_churn(&args).await?,
@@ -179,6 +194,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         latency_ms: percentiles(tally.latency_us.iter().copied()),
         stages_ms: tally.stages.into_iter().map(|(stage, values)| (stage, percentiles(values))).collect(),
         per_stream_per_second: tally.per_stream.iter().map(|&n| n as f64 / seconds).collect(),
+        masks: tally.masks,
         errors: tally.errors,
     };
     if args.json {

@@ -1,4 +1,4 @@
-//! Unary `Segment` load: concurrent callers, optional rate limit.
+//! Unary load (`Segment` or `SegmentEverything`): concurrent callers, optional rate limit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,13 +11,46 @@ use crate::proto;
 use crate::proto::segmenter_client::SegmenterClient;
 use crate::soak::record_stages;
 
-pub(super) async fn bench_segment(args: &BenchArgs) -> anyhow::Result<(Tally, f64)> {
-    let path = args.image.as_ref().context("--rpc segment needs --image")?;
+/// One unary call the bench repeats.
+#[derive(Clone)]
+enum Call {
+    Segment(proto::SegmentRequest),
+    Everything(proto::SegmentEverythingRequest),
+}
+
+impl Call {
+    /// Makes the call; the server's stage timings and the number of masks on success.
+    async fn make(&self, client: &mut SegmenterClient<tonic::transport::Channel>) -> Result<(Option<proto::Timing>, usize), tonic::Status> {
+        match self {
+            Call::Segment(request) => {
+                let response = client.segment(request.clone()).await?.into_inner();
+                Ok((response.timing, response.objects.len()))
+            }
+            Call::Everything(request) => {
+                let response = client.segment_everything(request.clone()).await?.into_inner();
+                Ok((response.timing, response.masks.len()))
+            }
+        }
+    }
+}
+
+pub(super) async fn bench_segment(args: &BenchArgs, everything: bool) -> anyhow::Result<(Tally, f64)> {
+    let path = args.image.as_ref().context("--rpc segment and everything need --image")?;
     let (image, width, height) = load_image(path, args.raw)?;
-    let request = proto::SegmentRequest { image: Some(image), objects: spread_objects(args.objects, width, height), mask_options: None };
-    let mut client = SegmenterClient::connect(args.server.clone()).await?.max_encoding_message_size(usize::MAX);
+    let call = if everything {
+        let options = proto::AutoMaskOptions {
+            points_per_side: args.points_per_side,
+            crop_n_layers: args.crop_n_layers,
+            ..Default::default()
+        };
+        Call::Everything(proto::SegmentEverythingRequest { image: Some(image), mask_options: None, options: Some(options) })
+    } else {
+        Call::Segment(proto::SegmentRequest { image: Some(image), objects: spread_objects(args.objects, width, height), mask_options: None })
+    };
+    let mut client =
+        SegmenterClient::connect(args.server.clone()).await?.max_encoding_message_size(usize::MAX).max_decoding_message_size(usize::MAX);
     for _ in 0..args.warmup {
-        client.segment(request.clone()).await.context("warm-up call")?;
+        call.make(&mut client).await.context("warm-up call")?;
     }
     let tally = Arc::new(Mutex::new(Tally::default()));
     let started = Instant::now();
@@ -26,7 +59,7 @@ pub(super) async fn bench_segment(args: &BenchArgs) -> anyhow::Result<(Tally, f6
     let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
     let workers: Vec<_> = (0..args.concurrency.max(1))
         .map(|_| {
-            let (mut client, request, tally, issued) = (client.clone(), request.clone(), tally.clone(), issued.clone());
+            let (mut client, call, tally, issued) = (client.clone(), call.clone(), tally.clone(), issued.clone());
             let limit = args.requests;
             tokio::spawn(async move {
                 loop {
@@ -37,15 +70,15 @@ pub(super) async fn bench_segment(args: &BenchArgs) -> anyhow::Result<(Tally, f6
                     if let Some(interval) = interval {
                         tokio::time::sleep_until((started + interval.mul_f64(n as f64)).into()).await;
                     }
-                    let request = request.clone();
                     let t = Instant::now();
-                    let result = client.segment(request).await;
+                    let result = call.make(&mut client).await;
                     let mut tally = tally.lock().await;
                     match result {
-                        Ok(response) => {
+                        Ok((timing, masks)) => {
                             tally.ok += 1;
+                            tally.masks = Some(masks);
                             tally.latency_us.push(t.elapsed().as_micros() as u64);
-                            if let Some(timing) = response.into_inner().timing {
+                            if let Some(timing) = timing {
                                 record_stages(&mut tally.stages, &timing);
                             }
                         }

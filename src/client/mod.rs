@@ -12,8 +12,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use opencv::prelude::*;
-
 use crate::proto;
 use crate::proto::segmenter_client::SegmenterClient;
 use crate::telemetry::{STAGE_NAMES, stage_values};
@@ -77,6 +75,58 @@ pub struct ClientArgs {
     /// Seconds to wait for the server's health to report SERVING (model loaded).
     #[arg(long, default_value_t = 120)]
     pub ready_timeout: u64,
+    #[command(flatten)]
+    pub everything: EverythingArgs,
+}
+
+/// Segment everything: every object in the image (SegmentEverything), or on a stream's frames
+/// next to the prompted objects (StreamStart.auto_mode). Unset options are the server's
+/// (the reference generator's) defaults.
+#[derive(Debug, Clone, Args)]
+#[group(skip)]
+pub struct EverythingArgs {
+    /// Segment everything (no prompts needed).
+    #[arg(long)]
+    pub everything: bool,
+    /// Grid points per side.
+    #[arg(long, requires = "everything")]
+    pub points_per_side: Option<u32>,
+    /// Grid points per decoder call.
+    #[arg(long, requires = "everything")]
+    pub points_per_batch: Option<u32>,
+    /// Keep masks whose predicted IoU is above this.
+    #[arg(long, requires = "everything")]
+    pub pred_iou_thresh: Option<f64>,
+    /// Keep masks whose stability score is at least this.
+    #[arg(long, requires = "everything")]
+    pub stability_score_thresh: Option<f64>,
+    /// Box IoU above which a duplicate is dropped.
+    #[arg(long, requires = "everything")]
+    pub box_nms_thresh: Option<f64>,
+    /// Extra crop layers (each has its own encoder runs).
+    #[arg(long, requires = "everything")]
+    pub crop_n_layers: Option<u32>,
+    /// Remove holes and islands smaller than this many pixels.
+    #[arg(long, requires = "everything")]
+    pub min_mask_region_area: Option<u32>,
+    /// Streams: segment every Nth processed frame.
+    #[arg(long, requires = "everything", default_value_t = 1)]
+    pub every_n_frames: u32,
+}
+
+impl EverythingArgs {
+    fn options(&self) -> proto::AutoMaskOptions {
+        proto::AutoMaskOptions {
+            points_per_side: self.points_per_side,
+            points_per_batch: self.points_per_batch,
+            pred_iou_thresh: self.pred_iou_thresh,
+            stability_score_thresh: self.stability_score_thresh,
+            box_nms_thresh: self.box_nms_thresh,
+            crop_n_layers: self.crop_n_layers,
+            min_mask_region_area: self.min_mask_region_area,
+            ..Default::default()
+        }
+    }
 }
 
 /// Polls grpc.health.v1 until the server reports SERVING, so a client started together with
@@ -112,9 +162,46 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         println!("note: random-init weights; the masks below are meaningless (export the official checkpoint for real masks)");
     }
     match &args.image {
+        Some(image) if args.everything.everything => segment_everything(client, &args, image).await,
         Some(image) => segment_image(client, &args, image, objects).await,
         None => stream(client, &args, objects, script).await,
     }
+}
+
+async fn segment_everything(mut client: SegmenterClient<tonic::transport::Channel>, args: &ClientArgs, image: &std::path::Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+    let wants_png = args.out_masks.is_some() || args.overlay.is_some();
+    let format = if wants_png { proto::MaskFormat::Png } else { proto::MaskFormat::CocoRle };
+    let request = proto::SegmentEverythingRequest {
+        image: Some(proto::Image { kind: Some(proto::image::Kind::Encoded(bytes.clone())) }),
+        mask_options: Some(proto::MaskOptions { format: format as i32, multimask_output: false }),
+        options: Some(args.everything.options()),
+    };
+    let response = client.segment_everything(request).await?.into_inner();
+    println!("image: {}x{}, {} masks", response.image_width, response.image_height, response.masks.len());
+    for crop in &response.crops {
+        let b = crop.crop_box.unwrap_or_default();
+        println!(
+            "crop [{:.0}, {:.0}, {:.0}, {:.0}] (layer {}): {} points, {} masks passed IoU, {} stability, {} kept",
+            b.x0, b.y0, b.x1, b.y1, crop.layer, crop.points, crop.passed_iou, crop.passed_stability, crop.kept
+        );
+    }
+    // Masks are numbered from 1 in the answer's order (best first).
+    let objects = overlay::numbered(&response.masks);
+    for (object, auto) in objects.iter().zip(&response.masks) {
+        let b = object.bbox.unwrap_or_default();
+        println!(
+            "mask {}: predicted IoU {:.3}, stability {:.3}, area {} px, bbox [{:.0}, {:.0}, {:.0}, {:.0}]",
+            object.object_id, auto.predicted_iou, auto.stability_score, object.area, b.x0, b.y0, b.x1, b.y1
+        );
+    }
+    overlay::write_image_outputs(args.overlay.as_deref(), args.out_masks.as_deref(), &bytes, &objects, "mask")?;
+    if let Some(t) = response.timing {
+        let stages: Vec<String> =
+            STAGE_NAMES.iter().zip(stage_values(&t)).map(|(stage, us)| format!("{stage} {:.1}", us as f64 / 1e3)).collect();
+        println!("timing (ms): {}", stages.join(", "));
+    }
+    Ok(())
 }
 
 async fn segment_image(
@@ -124,7 +211,7 @@ async fn segment_image(
     objects: Vec<proto::ObjectPrompt>,
 ) -> anyhow::Result<()> {
     if objects.is_empty() {
-        bail!("give at least one --point or --box");
+        bail!("give at least one --point or --box (or --everything)");
     }
     let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
     let wants_png = args.out_masks.is_some() || args.overlay.is_some();
@@ -149,19 +236,8 @@ async fn segment_image(
             b.y1,
             object.candidates.len()
         );
-        if let (Some(dir), Some(proto::mask::Data::Png(png))) = (&args.out_masks, object.mask.as_ref().and_then(|m| m.data.as_ref())) {
-            std::fs::create_dir_all(dir)?;
-            let path = dir.join(format!("object_{}.png", object.object_id));
-            std::fs::write(&path, png)?;
-            println!("  mask written to {}", path.display());
-        }
     }
-    if let Some(path) = &args.overlay {
-        let mut frame = opencv::imgcodecs::imdecode(&opencv::core::Vector::<u8>::from_slice(&bytes), opencv::imgcodecs::IMREAD_COLOR)?;
-        anyhow::ensure!(!frame.empty(), "cannot decode {} locally for the overlay", image.display());
-        overlay::Outputs::write_image(path, &mut frame, &response.objects)?;
-        println!("overlay written to {}", path.display());
-    }
+    overlay::write_image_outputs(args.overlay.as_deref(), args.out_masks.as_deref(), &bytes, &response.objects, "object")?;
     if let Some(t) = response.timing {
         let stages: Vec<String> =
             STAGE_NAMES.iter().zip(stage_values(&t)).map(|(stage, us)| format!("{stage} {:.1}", us as f64 / 1e3)).collect();
@@ -195,6 +271,10 @@ async fn stream(
         mask_options: Some(proto::MaskOptions { format: format as i32, multimask_output: args.multimask }),
         max_fps: args.max_fps,
         track: args.track,
+        auto_mode: args
+            .everything
+            .everything
+            .then(|| proto::AutoMode { options: Some(args.everything.options()), every_n_frames: args.everything.every_n_frames }),
     };
     let plan = session::StreamPlan { input, initial: objects, script, start, max_frames: args.max_frames, seconds: args.seconds };
     let mut live = live::LiveStats::new(args.quiet);

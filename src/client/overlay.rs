@@ -101,16 +101,22 @@ impl Outputs {
         self.video.is_some() || self.masks_dir.is_some()
     }
 
-    /// Writes one result: PNG masks as `frame_<id>_object_<id>.png` and the overlay frame.
+    /// Writes one result: PNG masks as `frame_<id>_object_<id>.png` (automatic mode's as
+    /// `frame_<id>_auto_<id>.png`) and the overlay frame.
     pub fn write(&mut self, frame: &mut Mat, result: &proto::FrameResult) -> anyhow::Result<()> {
+        let auto = numbered(&result.auto_masks);
         if let Some(dir) = &self.masks_dir {
-            for object in &result.objects {
-                if let Some(proto::mask::Data::Png(png)) = object.mask.as_ref().and_then(|m| m.data.as_ref()) {
-                    std::fs::write(dir.join(format!("frame_{:06}_object_{}.png", result.frame_id, object.object_id)), png)?;
+            for (kind, objects) in [("object", &result.objects), ("auto", &auto)] {
+                for object in objects {
+                    if let Some(proto::mask::Data::Png(png)) = object.mask.as_ref().and_then(|m| m.data.as_ref()) {
+                        std::fs::write(dir.join(format!("frame_{:06}_{kind}_{}.png", result.frame_id, object.object_id)), png)?;
+                    }
                 }
             }
         }
         let Some((path, writer)) = &mut self.video else { return Ok(()) };
+        // Automatic masks first: the prompted objects are drawn over them.
+        draw(frame, &drawable(&auto)?)?;
         draw(frame, &drawable(&result.objects)?)?;
         if writer.is_none() {
             let size = Size::new(frame.cols(), frame.rows());
@@ -141,6 +147,50 @@ impl Outputs {
         }
         Ok(())
     }
+}
+
+/// Automatic masks as objects to draw and write: their own ids (tracking), else numbered from 1
+/// in the answer's order.
+pub fn numbered(masks: &[proto::AutoMask]) -> Vec<proto::ObjectMask> {
+    masks
+        .iter()
+        .enumerate()
+        .map(|(i, m)| proto::ObjectMask {
+            object_id: if m.object_id != 0 { m.object_id } else { i as u32 + 1 },
+            mask: m.mask.clone(),
+            score: m.predicted_iou,
+            bbox: m.bbox,
+            area: m.area,
+            candidates: Vec::new(),
+        })
+        .collect()
+}
+
+/// For one image: PNG masks as `<kind>_<id>.png` in `masks_dir`, and the overlay image.
+pub fn write_image_outputs(
+    overlay: Option<&Path>,
+    masks_dir: Option<&Path>,
+    encoded: &[u8],
+    objects: &[proto::ObjectMask],
+    kind: &str,
+) -> anyhow::Result<()> {
+    if let Some(dir) = masks_dir {
+        std::fs::create_dir_all(dir)?;
+        for object in objects {
+            if let Some(proto::mask::Data::Png(png)) = object.mask.as_ref().and_then(|m| m.data.as_ref()) {
+                let path = dir.join(format!("{kind}_{}.png", object.object_id));
+                std::fs::write(&path, png)?;
+                println!("  mask written to {}", path.display());
+            }
+        }
+    }
+    if let Some(path) = overlay {
+        let mut frame = imgcodecs::imdecode(&Vector::<u8>::from_slice(encoded), imgcodecs::IMREAD_COLOR)?;
+        anyhow::ensure!(!frame.empty(), "cannot decode the image locally for the overlay");
+        Outputs::write_image(path, &mut frame, objects)?;
+        println!("overlay written to {}", path.display());
+    }
+    Ok(())
 }
 
 /// A neutral canvas for results of server-side sources, whose frames the client never sees.

@@ -12,8 +12,8 @@ use super::decoder_thread::{self, decode_all};
 use super::job::{DecodeJob, EncodeJob, Encoded};
 use super::{EngineError, EngineState, Runtime};
 use crate::model::{
-    BackendInfo, DataPath, Embedding, EncoderInput, ImageEncoder, ImageGeometry, LoadedModel, MaskRequest, ModelError, Preprocessor,
-    PromptTokens, RgbFrame,
+    BackendInfo, DataPath, Embedding, EncoderInput, ImageEncoder, ImageGeometry, LOW_RES, LoadedModel, MaskRequest, ModelError,
+    Preprocessor, PromptTokens, RgbFrame,
 };
 use crate::telemetry::StageTimings;
 use crate::telemetry::metrics::{ENCODER_BATCHED_IMAGES, JOBS_SKIPPED};
@@ -201,6 +201,9 @@ fn warm_up(model: &mut LoadedModel, max_batch: usize, preprocessor: Preprocessor
             decode_all(model.decoder.as_mut(), &embedding, &vec![tokens.clone(); count], &request)?;
         }
     }
+    // A tracked object (with a mask input) may run on another decoder graph than untracked ones.
+    let tracked = PromptTokens { mask_input: Some(vec![0.0; LOW_RES * LOW_RES].into()), ..tokens };
+    decode_all(model.decoder.as_mut(), &embedding, &[tracked], &MaskRequest::objects(geometry, false, true))?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, batch_sizes = fits, "warm-up done");
     Ok(fits)
 }

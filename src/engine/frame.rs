@@ -2,7 +2,10 @@
 //! memory) and the time every stage took so far. Shared by every decode on it: prompt updates,
 //! the viewers of a source, tracking.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use opencv::core::Mat;
 
 use crate::model::{Embedding, ImageGeometry};
 use crate::telemetry::StageTimings;
@@ -28,6 +31,8 @@ impl FrameOrigin {
 pub struct EncodedFrame {
     pub origin: FrameOrigin,
     pub geometry: ImageGeometry,
+    /// The decoded 8-bit RGB pixels (segment everything encodes crops of them).
+    pub pixels: Arc<Mat>,
     pub embedding: Embedding,
     /// Capture, preprocess, upload, queue and encoder are filled.
     pub timings: StageTimings,

@@ -133,6 +133,7 @@ impl Engine {
         let data_path = self.runtime()?.backend.data_path;
         let preprocessor = self.preprocessor;
         let span = tracing::Span::current();
+        let pixels = rgb.clone();
         let (input, preprocess) =
             tokio::task::spawn_blocking(move || span.in_scope(|| encoder_thread::prepare(data_path, preprocessor, rgb)))
                 .await
@@ -144,7 +145,7 @@ impl Engine {
         submit(&self.encode_jobs, job, "encoder", self.capacity)?;
         let encoded = answer.await.map_err(|_| EngineError::Stopped)??;
         timings += encoded.timings;
-        Ok(Arc::new(EncodedFrame { origin, geometry, embedding: encoded.embedding, timings }))
+        Ok(Arc::new(EncodedFrame { origin, geometry, pixels, embedding: encoded.embedding, timings }))
     }
 
     /// Runs the prompt encoder + mask decoder for every object on one encoded frame, then what

@@ -14,3 +14,6 @@ pub const MASK_TOKENS: usize = 4;
 /// SAM's pixel statistics (RGB order), as float32 like the model's registered buffers.
 pub const PIXEL_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
 pub const PIXEL_STD: [f32; 3] = [58.395, 57.12, 57.375];
+
+/// The exporter's decoder for objects without a mask input (optional: older exports lack it).
+pub const SHARED_DECODER: &str = "decoder_shared.onnx";

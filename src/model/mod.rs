@@ -26,7 +26,7 @@ pub use backend::{
     BackendInfo, CandidateFilter, DecodedGroup, Embedding, EncoderInput, FoundMask, HostData, HostSlice, ImageEncoder, LoadedModel,
     MaskDecoder, MaskGroup, MaskOutput, MaskRequest, RgbFrame,
 };
-pub use contract::{EMBEDDING_CHANNELS, EMBEDDING_GRID, IMAGE_SIZE, LOW_RES, MASK_TOKENS, PIXEL_MEAN, PIXEL_STD};
+pub use contract::{EMBEDDING_CHANNELS, EMBEDDING_GRID, IMAGE_SIZE, LOW_RES, MASK_TOKENS, PIXEL_MEAN, PIXEL_STD, SHARED_DECODER};
 pub use decoded::DecodedObjects;
 pub use error::ModelError;
 pub use geometry::ImageGeometry;

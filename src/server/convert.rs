@@ -123,6 +123,10 @@ pub fn frame_result(outcome: FrameOutcome) -> proto::FrameResult {
         timing: Some(outcome.timings.to_proto()),
         prompt_revision: outcome.prompt_revision,
         frames_dropped: outcome.frames_dropped,
+        auto_ran: outcome.auto.is_some(),
+        auto_removed: outcome.auto.as_ref().map(|a| a.removed.clone()).unwrap_or_default(),
+        auto_timing: outcome.auto.as_ref().map(|a| a.timings.to_proto()),
+        auto_masks: outcome.auto.map(|a| a.masks.into_iter().map(|(m, id)| auto_mask(m, id)).collect()).unwrap_or_default(),
     }
 }
 

@@ -52,6 +52,7 @@ impl Segmenter {
             closing,
             prompt_limits,
             image_limits,
+            max_everything_prompts: config.limits.max_everything_prompts,
         };
         Self {
             pipeline,

@@ -25,9 +25,14 @@ use crate::proto::segmenter_server::SegmenterServer;
 /// hashes, off the runtime's workers (tens of megabytes are hashed).
 pub async fn load_manifest(config: &ServeConfig) -> anyhow::Result<Arc<Manifest>> {
     let model_dir = config.model_dir.clone();
-    let needed = [config.runtime.encoder_precision.file_name(), "decoder.onnx"];
+    let encoder = config.runtime.encoder_precision.file_name();
     let manifest = tokio::task::spawn_blocking(move || {
         let mut manifest = Manifest::load(&model_dir)?;
+        let mut needed = vec![encoder, "decoder.onnx"];
+        // The shared decoder is read when it is there (older exports lack it).
+        if model_dir.join(crate::model::SHARED_DECODER).is_file() {
+            needed.push(crate::model::SHARED_DECODER);
+        }
         manifest.verify(&model_dir, &needed)?;
         for name in manifest.missing(&model_dir).into_iter().map(str::to_string).collect::<Vec<_>>() {
             tracing::info!(file = %name, "listed in the manifest but absent; only another --encoder-precision reads it");

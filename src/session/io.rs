@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::model::ObjectPrompt;
-use crate::pipeline::{ObjectResult, PipelineError};
+use crate::pipeline::{AutoMask, ObjectResult, PipelineError};
 use crate::telemetry::StageTimings;
 use crate::video::ImagePayload;
 
@@ -50,6 +50,17 @@ pub struct FrameOutcome {
     pub prompt_revision: u64,
     /// Frames skipped since the stream started (latest frame wins).
     pub frames_dropped: u64,
+    /// The automatic mode's answer, on the frames it segmented.
+    pub auto: Option<AutoOutcome>,
+}
+
+/// Segment everything on a stream's frame.
+pub struct AutoOutcome {
+    /// Every mask with its id (0 without tracking).
+    pub masks: Vec<(AutoMask, u32)>,
+    /// With tracking: ids of the previous segmented frame's masks that are gone.
+    pub removed: Vec<u32>,
+    pub timings: StageTimings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

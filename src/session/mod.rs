@@ -3,6 +3,7 @@
 //! tracking, and the session loop (`runner`) that turns frames and prompt updates into results
 //! and events. The transport adapts gRPC streams to `io`'s inputs and outputs.
 
+mod auto_ids;
 mod client_frames;
 mod frame_slot;
 pub mod hub;
@@ -15,5 +16,5 @@ pub mod tracking;
 
 pub use frame_slot::FrameSlot;
 pub use hub::{HubError, SourceHub, SourceInfo, Subscription};
-pub use io::{ClientFrame, EventKind, FrameOutcome, PromptUpdate, SessionError, SessionEvent, SessionInput, SessionOutput};
-pub use runner::{Outbound, SessionConfig, SessionSource, run_session};
+pub use io::{AutoOutcome, ClientFrame, EventKind, FrameOutcome, PromptUpdate, SessionError, SessionEvent, SessionInput, SessionOutput};
+pub use runner::{AutoMode, Outbound, SessionConfig, SessionSource, run_session};

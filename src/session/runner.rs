@@ -12,10 +12,12 @@ use tracing::Instrument;
 use super::client_frames::{self, Encoded, InFlight};
 use super::frame_slot::FrameSlot;
 use super::hub::Subscription;
-use super::io::{EventKind, FrameOutcome, PromptUpdate, SessionError, SessionEvent, SessionInput, SessionOutput};
+use super::auto_ids::AutoIds;
+use super::io::{AutoOutcome, EventKind, FrameOutcome, PromptUpdate, SessionError, SessionEvent, SessionInput, SessionOutput};
 use super::prompts::PromptState;
 use crate::engine::{EncodedFrame, EngineError};
 use crate::mask::MaskOptions;
+use crate::model::everything::EverythingOptions;
 use crate::model::prompt::check_inside;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::telemetry::StageTimings;
@@ -26,12 +28,22 @@ use crate::video::{ImageLimits, SourceEventKind, SourceStatus};
 pub struct SessionConfig {
     pub mask_options: MaskOptions,
     pub track: bool,
+    /// Segment everything on the stream's frames too.
+    pub auto: Option<AutoMode>,
     pub max_fps: f32,
     /// Most objects the session may hold at once.
     pub max_objects: usize,
     pub image_limits: ImageLimits,
     /// Turns true when the server starts shutting down.
     pub closing: watch::Receiver<bool>,
+}
+
+/// The live automatic mode.
+#[derive(Debug, Clone, Copy)]
+pub struct AutoMode {
+    pub options: EverythingOptions,
+    /// Every how many processed frames (1 = each).
+    pub every: u64,
 }
 
 pub enum SessionSource {
@@ -81,7 +93,8 @@ pub async fn run_session(pipeline: Pipeline, source: SessionSource, config: Sess
             dropped: 0,
         }),
     };
-    let mut session = Session { pipeline, config, tx, label, prompts: PromptState::default(), last_frame: None };
+    let mut session =
+        Session { pipeline, config, tx, label, prompts: PromptState::default(), last_frame: None, auto_ids: AutoIds::default(), frames_seen: 0 };
     async move {
         let result = session.run(feed, inputs).await;
         if let Err(Stop::Fail(error)) = result {
@@ -101,6 +114,10 @@ struct Session {
     prompts: PromptState,
     /// The newest processed frame: prompt updates re-decode its cached embedding.
     last_frame: Option<Arc<EncodedFrame>>,
+    /// The automatic mode's ids, with tracking.
+    auto_ids: AutoIds,
+    /// Frames processed (prompt updates aside), for the automatic mode's cadence.
+    frames_seen: u64,
 }
 
 /// Why a session stops early.
@@ -379,6 +396,7 @@ impl Session {
             Err(e) => return Err(e.into()),
         };
         self.prompts.record(&mut objects, geometry);
+        let auto = if update.is_none() { self.segment_everything(&frame).instrument(span.clone()).await? } else { None };
         timings.total = update.unwrap_or(frame.origin.grabbed_at).elapsed();
         timings.report(&span, "stream");
         let outcome = FrameOutcome {
@@ -390,10 +408,40 @@ impl Session {
             timings,
             prompt_revision: self.prompts.revision(),
             frames_dropped,
+            auto,
         };
         self.last_frame = Some(frame);
         metrics::counter!(STREAM_RESULTS).increment(1);
         self.send(SessionOutput::Result(outcome)).await
+    }
+}
+
+impl Session {
+    /// The automatic mode on a newly processed frame, when its cadence says so; after the
+    /// prompted objects, which it leaves as they are.
+    async fn segment_everything(&mut self, frame: &Arc<EncodedFrame>) -> Result<Option<AutoOutcome>, Stop> {
+        let Some(mode) = self.config.auto else { return Ok(None) };
+        self.frames_seen += 1;
+        if (self.frames_seen - 1) % mode.every.max(1) != 0 {
+            return Ok(None);
+        }
+        let everything = match self.pipeline.segment_everything_frame(frame, mode.options, self.config.mask_options.format).await {
+            Ok(everything) => everything,
+            Err(PipelineError::Engine(EngineError::QueueFull(..))) => {
+                tracing::warn!(source = %self.label, "decoder queue full; automatic mode skipped this frame");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        everything.timings.report(&tracing::Span::current(), "stream_auto");
+        let (ids, removed) = if self.config.track {
+            let runs: Vec<_> = everything.masks.iter().map(|m| &m.runs).collect();
+            let assigned = self.auto_ids.assign(&runs);
+            (assigned.ids, assigned.removed)
+        } else {
+            (vec![0; everything.masks.len()], Vec::new())
+        };
+        Ok(Some(AutoOutcome { masks: everything.masks.into_iter().zip(ids).collect(), removed, timings: everything.timings }))
     }
 }
 

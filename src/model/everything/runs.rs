@@ -81,6 +81,42 @@ impl MaskRuns {
         self.runs.iter().skip(1).step_by(2).map(|&r| u64::from(r)).sum()
     }
 
+    /// Pixels inside both masks (0 when the images' sizes differ).
+    pub fn intersection(&self, other: &MaskRuns) -> u64 {
+        if (self.width, self.height) != (other.width, other.height) {
+            return 0;
+        }
+        // Walk both run lists at once, counting where both are inside.
+        let (mut a, mut b) = (self.runs.iter().copied().enumerate(), other.runs.iter().copied().enumerate());
+        let (mut run_a, mut run_b) = (a.next(), b.next());
+        let (mut left_a, mut left_b) = (run_a.map_or(0, |r| r.1), run_b.map_or(0, |r| r.1));
+        let mut both = 0u64;
+        while let (Some((ia, _)), Some((ib, _))) = (run_a, run_b) {
+            let step = left_a.min(left_b);
+            if ia % 2 == 1 && ib % 2 == 1 {
+                both += u64::from(step);
+            }
+            left_a -= step;
+            left_b -= step;
+            if left_a == 0 {
+                run_a = a.next();
+                left_a = run_a.map_or(0, |r| r.1);
+            }
+            if left_b == 0 {
+                run_b = b.next();
+                left_b = run_b.map_or(0, |r| r.1);
+            }
+        }
+        both
+    }
+
+    /// Intersection over union of two masks (0 for two empty masks).
+    pub fn iou(&self, other: &MaskRuns) -> f64 {
+        let inter = self.intersection(other);
+        let union = self.area() + other.area() - inter;
+        if union == 0 { 0.0 } else { inter as f64 / union as f64 }
+    }
+
     /// The mask as pixels: CV_8UC1, `height` x `width`, 255 inside.
     pub fn to_mat(&self) -> Result<Mat, ModelError> {
         let mut columns = vec![0u8; self.width * self.height];
@@ -118,5 +154,16 @@ mod tests {
         let whole = runs.to_mat().unwrap();
         assert_eq!(MaskRuns::from_mat(&whole).unwrap(), runs);
         assert_eq!(MaskRuns::from_mat(&mask(&["..", ".."])).unwrap().runs, vec![4]);
+    }
+
+    #[test]
+    fn overlap_is_counted_run_by_run() {
+        let a = MaskRuns::from_mat(&mask(&["##.", "#..", "..#"])).unwrap();
+        let b = MaskRuns::from_mat(&mask(&["#..", "##.", "..#"])).unwrap();
+        assert_eq!((a.area(), b.area(), a.intersection(&b)), (4, 4, 3));
+        assert_eq!(a.iou(&b), 3.0 / 5.0);
+        assert_eq!(a.iou(&a), 1.0);
+        let other_size = MaskRuns::from_mat(&mask(&["##", "#."])).unwrap();
+        assert_eq!(a.intersection(&other_size), 0);
     }
 }

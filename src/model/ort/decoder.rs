@@ -29,9 +29,25 @@ struct MaskInputs {
     generation: u64,
 }
 
-pub struct OrtDecoder {
+/// A decoder graph in its session, with its binding.
+struct Graph {
     session: Session,
     binding: IoBinding,
+}
+
+impl Graph {
+    fn new(session: Session) -> Result<Self, ModelError> {
+        let binding = session.create_binding()?;
+        Ok(Self { session, binding })
+    }
+}
+
+pub struct OrtDecoder {
+    /// decoder.onnx: every object on its own copy of the embedding (mask inputs allowed).
+    per_object: Graph,
+    /// decoder_shared.onnx, where exported: objects without a mask input share the image
+    /// side's prompt-independent work (same results, a quarter less work for many objects).
+    shared: Option<Graph>,
     placement: Placement,
     /// The postprocessing graphs, with `DataPath::Device`: prompted objects' masks, and
     /// segment everything's candidates.
@@ -45,11 +61,19 @@ pub struct OrtDecoder {
 impl OrtDecoder {
     pub(super) fn new(
         session: Session,
+        shared: Option<Session>,
         placement: Placement,
         postprocess: Option<(DevicePostprocess, DeviceCandidates)>,
     ) -> Result<Self, ModelError> {
-        let binding = session.create_binding()?;
-        Ok(Self { session, binding, placement, postprocess, mask_inputs: HashMap::new(), bound_masks: None, cpu: MemoryInfo::default() })
+        Ok(Self {
+            per_object: Graph::new(session)?,
+            shared: shared.map(Graph::new).transpose()?,
+            placement,
+            postprocess,
+            mask_inputs: HashMap::new(),
+            bound_masks: None,
+            cpu: MemoryInfo::default(),
+        })
     }
 
     /// Fills the mask inputs for `objects`, writing only the rows that changed, and binds them
@@ -89,8 +113,8 @@ impl OrtDecoder {
             inputs.generation += 1;
         }
         if self.bound_masks != Some((n, inputs.generation)) {
-            self.binding.bind_input("mask_input", &inputs.mask_input)?;
-            self.binding.bind_input("has_mask_input", &inputs.has_mask)?;
+            self.per_object.binding.bind_input("mask_input", &inputs.mask_input)?;
+            self.per_object.binding.bind_input("has_mask_input", &inputs.has_mask)?;
             self.bound_masks = Some((n, inputs.generation));
         }
         Ok(())
@@ -115,17 +139,24 @@ impl MaskDecoder for OrtDecoder {
                 labels[[i, t]] = *label;
             }
         }
-        self.binding.bind_input("image_embeddings", embedding.downcast_ref::<DynTensor>()?)?;
-        self.binding.bind_input("point_coords", &Tensor::from_array(coords)?)?;
-        self.binding.bind_input("point_labels", &Tensor::from_array(labels)?)?;
-        self.bind_masks(objects)?;
-        self.binding.bind_output_to_device("iou_predictions", &self.cpu)?;
+        let shared = self.shared.is_some() && objects.iter().all(|o| o.mask_input.is_none());
+        if !shared {
+            self.bind_masks(objects)?;
+        }
         // Low-res logits stay where the next stage runs: on the device for the postprocessing
         // graph, on the host for OpenCV.
         let low_res_memory = if self.postprocess.is_some() { self.placement.device_memory() } else { &self.cpu };
-        self.binding.bind_output_to_device("low_res_masks", low_res_memory)?;
+        let graph = match self.shared.as_mut() {
+            Some(graph) if shared => graph,
+            _ => &mut self.per_object,
+        };
+        graph.binding.bind_input("image_embeddings", embedding.downcast_ref::<DynTensor>()?)?;
+        graph.binding.bind_input("point_coords", &Tensor::from_array(coords)?)?;
+        graph.binding.bind_input("point_labels", &Tensor::from_array(labels)?)?;
+        graph.binding.bind_output_to_device("iou_predictions", &self.cpu)?;
+        graph.binding.bind_output_to_device("low_res_masks", low_res_memory)?;
         let (iou, low_res) = {
-            let mut outputs = self.session.run_binding(&self.binding)?;
+            let mut outputs = graph.session.run_binding(&graph.binding)?;
             (take_output(&mut outputs, "iou_predictions")?, take_output(&mut outputs, "low_res_masks")?)
         };
         check_shape(&iou, "iou_predictions", &[n, MASK_TOKENS])?;

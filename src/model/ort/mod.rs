@@ -28,7 +28,7 @@ pub use encoder::OrtEncoder;
 use options::{GraphKind, session_builder};
 pub use placement::{HostTensorPool, Placement, PooledTensor};
 
-use crate::model::{BackendInfo, DataPath, ExecutionProvider, LoadedModel, ModelError, Precision, RuntimeOptions};
+use crate::model::{BackendInfo, DataPath, ExecutionProvider, LoadedModel, ModelError, Precision, RuntimeOptions, SHARED_DECODER};
 
 /// ONNX Runtime allows one environment per process; every model shares it, and the first
 /// model's options decide its thread pool.
@@ -65,6 +65,13 @@ pub fn load(model_dir: &Path, options: &RuntimeOptions) -> Result<LoadedModel, M
     let encoder_file = options.encoder_precision.file_name();
     let (encoder_session, provider) = open(env, options, &model_dir.join(encoder_file), GraphKind::Encoder)?;
     let (decoder_session, _) = open(env, options, &model_dir.join("decoder.onnx"), GraphKind::Decoder)?;
+    let shared_file = model_dir.join(SHARED_DECODER);
+    let shared_session = if shared_file.is_file() {
+        Some(open(env, options, &shared_file, GraphKind::Decoder)?.0)
+    } else {
+        tracing::info!("no {SHARED_DECODER} in the model directory (export.py writes it); every object gets its own copy of the embedding");
+        None
+    };
     let placement = Placement::for_provider(provider)?;
     let data_path = match options.requested_data_path() {
         DataPath::Auto if placement.device_is_host() => DataPath::Host,
@@ -76,7 +83,7 @@ pub fn load(model_dir: &Path, options: &RuntimeOptions) -> Result<LoadedModel, M
     let postprocess = device.then(|| Ok::<_, ModelError>((DevicePostprocess::load(options)?, DeviceCandidates::load(options)?))).transpose()?;
     let pick = PickEmbedding::load(options)?;
     let encoder = OrtEncoder::new(encoder_session, placement.clone(), preprocess, pick)?;
-    let decoder = OrtDecoder::new(decoder_session, placement, postprocess)?;
+    let decoder = OrtDecoder::new(decoder_session, shared_session, placement, postprocess)?;
     let info = BackendInfo { provider, data_path, precision: Precision::of(options, provider.gpu().is_some()) };
     tracing::info!(
         provider = %info.provider,

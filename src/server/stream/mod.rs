@@ -19,7 +19,7 @@ use super::status::{ApiError, transport_status};
 use super::validate::{self, PromptLimits};
 use crate::pipeline::Pipeline;
 use crate::proto;
-use crate::session::{FrameSlot, SessionConfig, SessionSource, SourceHub, run_session};
+use crate::session::{AutoMode, FrameSlot, SessionConfig, SessionSource, SourceHub, run_session};
 use crate::video::{ImageLimits, UriAllowlist};
 
 /// Session inputs waiting for the session (prompt updates, rejections); frames wait in a slot.
@@ -37,6 +37,7 @@ pub struct Streams {
     pub closing: watch::Receiver<bool>,
     pub prompt_limits: PromptLimits,
     pub image_limits: ImageLimits,
+    pub max_everything_prompts: usize,
 }
 
 impl Streams {
@@ -68,9 +69,25 @@ impl Streams {
                 SessionSource::Shared(self.hub.subscribe_uri(&uri, start.max_fps).map_err(ApiError::from)?)
             }
         };
+        let auto = match &start.auto_mode {
+            None => None,
+            Some(mode) => {
+                let options = validate::everything_options("start.auto_mode.options", mode.options.as_ref())?;
+                let prompts = options.prompts(1, 1);
+                if prompts > self.max_everything_prompts {
+                    return Err(ApiError::ResourceExhausted(format!(
+                        "start.auto_mode.options: {prompts} point prompts per frame exceed the limit of {} (--max-everything-prompts)",
+                        self.max_everything_prompts
+                    ))
+                    .into());
+                }
+                Some(AutoMode { options, every: u64::from(mode.every_n_frames.max(1)) })
+            }
+        };
         let config = SessionConfig {
             mask_options,
             track: start.track,
+            auto,
             max_fps: start.max_fps,
             max_objects: self.prompt_limits.max_objects,
             image_limits: self.image_limits,
