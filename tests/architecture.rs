@@ -163,7 +163,9 @@ fn test_children(text: &str) -> Vec<String> {
     lines
         .windows(2)
         .filter(|pair| pair[0].starts_with("#[cfg(test)]"))
-        .filter_map(|pair| pair[1].trim_start_matches("pub ").strip_prefix("mod ").and_then(|rest| rest.strip_suffix(';')).map(str::to_string))
+        .filter_map(|pair| {
+            pair[1].trim_start_matches("pub ").strip_prefix("mod ").and_then(|rest| rest.strip_suffix(';')).map(str::to_string)
+        })
         .collect()
 }
 
@@ -343,8 +345,15 @@ fn cycles(nodes: &BTreeSet<ModPath>, arrows: &BTreeSet<(ModPath, ModPath)>) -> V
     for (from, to) in arrows {
         next.entry(from).or_default().push(to);
     }
-    let mut state =
-        State { next, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), on_stack: BTreeSet::new(), counter: 0, found: Vec::new() };
+    let mut state = State {
+        next,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        counter: 0,
+        found: Vec::new(),
+    };
     for v in nodes {
         if !state.index.contains_key(v) {
             visit(&mut state, v);
@@ -411,15 +420,13 @@ fn the_layering_holds() {
 #[test]
 fn the_measure_sees_what_it_must() {
     // A tree of uses, re-exports followed to where an item is defined, and a cycle it must find.
-    assert_eq!(expand("crate::a::{b::{C, D}, self, MaskFormat as F}"), vec![
-        vec!["crate", "a", "b", "C"],
-        vec!["crate", "a", "b", "D"],
-        vec!["crate", "a"],
-        vec!["crate", "a", "MaskFormat"],
-    ]
-    .into_iter()
-    .map(|p| p.into_iter().map(String::from).collect::<ModPath>())
-    .collect::<Vec<_>>());
+    assert_eq!(
+        expand("crate::a::{b::{C, D}, self, MaskFormat as F}"),
+        vec![vec!["crate", "a", "b", "C"], vec!["crate", "a", "b", "D"], vec!["crate", "a"], vec!["crate", "a", "MaskFormat"],]
+            .into_iter()
+            .map(|p| p.into_iter().map(String::from).collect::<ModPath>())
+            .collect::<Vec<_>>()
+    );
     let module = |text: &str| text.to_string();
     let krate = Crate {
         modules: BTreeMap::from([

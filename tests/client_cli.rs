@@ -67,7 +67,8 @@ fn tint_errors(original: &Mat, overlay: &Mat, masks: &[(u32, Mat)], block: i32) 
         .collect();
     let near_drawing = |x: i32, y: i32| {
         boxes.iter().any(|b| {
-            let on_edge = (x - b.x).abs() <= 3 || (x - (b.x + b.width)).abs() <= 3 || (y - b.y).abs() <= 3 || (y - (b.y + b.height)).abs() <= 3;
+            let on_edge =
+                (x - b.x).abs() <= 3 || (x - (b.x + b.width)).abs() <= 3 || (y - b.y).abs() <= 3 || (y - (b.y + b.height)).abs() <= 3;
             let in_label = y < b.y.max(16) + 4 && y >= b.y - 20 && x >= b.x && x < b.x + 90;
             (on_edge && x >= b.x - 3 && x <= b.x + b.width + 3 && y >= b.y - 3 && y <= b.y + b.height + 3) || in_label
         })
@@ -128,9 +129,22 @@ async fn the_client_writes_an_overlay_video_and_png_masks_that_match_the_server(
     let script = dir.path().join("script.json");
     std::fs::write(&script, r#"{"updates": [{"at": 1.0, "remove": [2]}]}"#).unwrap();
     let out = run_client(&[
-        "--server", &url, "--video", video.to_str().unwrap(), "--point", "100,80", "--point", "2:200,150",
-        "--box", "2:150,100,300,220", "--script", script.to_str().unwrap(), "--overlay", overlay.to_str().unwrap(),
-        "--out-masks", masks_dir.to_str().unwrap(),
+        "--server",
+        &url,
+        "--video",
+        video.to_str().unwrap(),
+        "--point",
+        "100,80",
+        "--point",
+        "2:200,150",
+        "--box",
+        "2:150,100,300,220",
+        "--script",
+        script.to_str().unwrap(),
+        "--overlay",
+        overlay.to_str().unwrap(),
+        "--out-masks",
+        masks_dir.to_str().unwrap(),
     ])
     .await;
     assert!(out.contains("overlay: 10 frames written"), "{out}");
@@ -160,7 +174,10 @@ async fn the_client_writes_an_overlay_video_and_png_masks_that_match_the_server(
         assert!(to_expected < 6.0, "frame {id}: overlay differs from the tinted original by {to_expected:.1} per channel");
         if coverage > 0.05 {
             tinted_frames += 1;
-            assert!(to_original > 2.0 * to_expected, "frame {id}: no visible tint ({to_original:.1} vs {to_expected:.1}, coverage {coverage:.2})");
+            assert!(
+                to_original > 2.0 * to_expected,
+                "frame {id}: no visible tint ({to_original:.1} vs {to_expected:.1}, coverage {coverage:.2})"
+            );
         }
     }
     assert!(tinted_frames > 0, "no frame had masks covering 5% of it");
@@ -192,7 +209,12 @@ async fn the_client_writes_an_overlay_video_and_png_masks_that_match_the_server(
             let written = mask(&masks_dir.join(format!("frame_{id:06}_object_{}.png", object.object_id)));
             let mut diff = Mat::default();
             opencv::core::absdiff(&expected, &written, &mut diff).unwrap();
-            assert_eq!(opencv::core::count_non_zero(&diff).unwrap(), 0, "frame {id} object {}: mask differs from Segment", object.object_id);
+            assert_eq!(
+                opencv::core::count_non_zero(&diff).unwrap(),
+                0,
+                "frame {id} object {}: mask differs from Segment",
+                object.object_id
+            );
         }
     }
 }
@@ -206,8 +228,18 @@ async fn the_client_overlays_an_image() {
     let masks = dir.path().join("masks");
     let url = format!("http://{}", server.addr);
     let out = run_client(&[
-        "--server", &url, "--image", image.to_str().unwrap(), "--point", "100,80", "--box", "3:20,20,200,150",
-        "--overlay", overlay.to_str().unwrap(), "--out-masks", masks.to_str().unwrap(),
+        "--server",
+        &url,
+        "--image",
+        image.to_str().unwrap(),
+        "--point",
+        "100,80",
+        "--box",
+        "3:20,20,200,150",
+        "--overlay",
+        overlay.to_str().unwrap(),
+        "--out-masks",
+        masks.to_str().unwrap(),
     ])
     .await;
     assert!(out.contains("object 1:") && out.contains("object 3:"), "{out}");
@@ -268,13 +300,26 @@ async fn the_client_segments_everything_in_an_image_and_on_a_video() {
     let image = common::parity_dir().join("small.png");
     let overlay = dir.path().join("everything.png");
     let masks = dir.path().join("masks");
-    let knobs = ["--everything", "--points-per-side", "4", "--pred-iou-thresh", "0.5", "--stability-score-thresh", "0.3", "--box-nms-thresh", "1.0"];
+    let knobs = [
+        "--everything",
+        "--points-per-side",
+        "4",
+        "--pred-iou-thresh",
+        "0.5",
+        "--stability-score-thresh",
+        "0.3",
+        "--box-nms-thresh",
+        "1.0",
+    ];
     let mut args = vec!["--server", &url, "--image", image.to_str().unwrap(), "--overlay", overlay.to_str().unwrap()];
     args.extend(["--out-masks", masks.to_str().unwrap()]);
     args.extend(knobs);
     let out = run_client(&args).await;
-    let count: usize =
-        out.lines().find_map(|l| l.strip_prefix("image: 320x240, ").and_then(|r| r.strip_suffix(" masks"))).and_then(|n| n.parse().ok()).unwrap_or(0);
+    let count: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("image: 320x240, ").and_then(|r| r.strip_suffix(" masks")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     assert!(count > 0 && out.contains("crop [0, 0, 320, 240] (layer 0): 16 points"), "{out}");
     // Each mask in its own colour, in the answer's order, as PNG mask_<n>.png.
     let written: Vec<(u32, Mat)> = (1..=count as u32).map(|n| (n, mask(&masks.join(format!("mask_{n}.png"))))).collect();
@@ -287,11 +332,22 @@ async fn the_client_segments_everything_in_an_image_and_on_a_video() {
     // On a video: the automatic mode next to a prompted object, masks per frame.
     let video = s::make_video(dir.path(), "clip.mp4", 0.5, 4);
     let frames_dir = dir.path().join("frames");
-    let mut args = vec!["--server", &url, "--video", video.to_str().unwrap(), "--point", "100,80", "--track", "--out-masks", frames_dir.to_str().unwrap()];
+    let mut args = vec![
+        "--server",
+        &url,
+        "--video",
+        video.to_str().unwrap(),
+        "--point",
+        "100,80",
+        "--track",
+        "--out-masks",
+        frames_dir.to_str().unwrap(),
+    ];
     args.extend(knobs);
     let out = run_client(&args).await;
     assert!(out.contains("results 2"), "{out}");
-    let files: Vec<String> = std::fs::read_dir(&frames_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let files: Vec<String> =
+        std::fs::read_dir(&frames_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     for frame in ["frame_000001", "frame_000002"] {
         assert!(files.iter().any(|f| f.starts_with(frame) && f.contains("_object_1.png")), "{frame}: {files:?}");
         assert!(files.iter().any(|f| f.starts_with(frame) && f.contains("_auto_")), "{frame}: {files:?}");

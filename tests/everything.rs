@@ -12,13 +12,13 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use opencv::prelude::*;
 use samstream::model::everything::candidates::{inclusive_box, stability_score};
 use samstream::model::everything::crops::{crop_boxes, point_grid, points_per_side};
 use samstream::model::everything::nms::nms;
 use samstream::model::everything::regions::{Regions, remove_small_regions};
 use samstream::model::{CandidateFilter, DataPath};
 use samstream::proto::{self, mask::Data};
-use opencv::prelude::*;
 use serde::Deserialize;
 use tonic::Code;
 
@@ -61,7 +61,8 @@ fn everything_dir() -> std::path::PathBuf {
 }
 
 fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(everything_dir().join("cases.json")).expect("parity/everything from models/export.py --parity-fixtures");
+    let text =
+        std::fs::read_to_string(everything_dir().join("cases.json")).expect("parity/everything from models/export.py --parity-fixtures");
     serde_json::from_str::<Cases>(&text).unwrap().cases
 }
 
@@ -358,7 +359,15 @@ fn the_parts_match_the_reference_functions() {
         let ours = crop_boxes(case.width, case.height, case.layers, case.ratio);
         let boxes: Vec<[usize; 4]> = ours.iter().map(|b| [b.x0, b.y0, b.x1, b.y1]).collect();
         let layers: Vec<usize> = ours.iter().map(|b| b.layer).collect();
-        assert_eq!((boxes, layers), (case.boxes.clone(), case.layer.clone()), "crops of {}x{}, {} layers, ratio {}", case.width, case.height, case.layers, case.ratio);
+        assert_eq!(
+            (boxes, layers),
+            (case.boxes.clone(), case.layer.clone()),
+            "crops of {}x{}, {} layers, ratio {}",
+            case.width,
+            case.height,
+            case.layers,
+            case.ratio
+        );
     }
     for case in &parts.grids {
         for (layer, grid) in case.grids.iter().enumerate() {
@@ -397,9 +406,14 @@ async fn oversized_work_is_refused_before_any_and_bad_options_name_their_field()
     let server = common::start_server(config).await;
     let mut client = common::client(&server).await;
     let image = Some(proto::Image { kind: Some(proto::image::Kind::Encoded(common::png_bytes("small.png"))) });
-    let call = |options: proto::AutoMaskOptions| proto::SegmentEverythingRequest { image: image.clone(), mask_options: None, options: Some(options) };
+    let call = |options: proto::AutoMaskOptions| proto::SegmentEverythingRequest {
+        image: image.clone(),
+        mask_options: None,
+        options: Some(options),
+    };
     let started = std::time::Instant::now();
-    let too_much = client.segment_everything(call(proto::AutoMaskOptions { crop_n_layers: Some(1), ..Default::default() })).await.unwrap_err();
+    let too_much =
+        client.segment_everything(call(proto::AutoMaskOptions { crop_n_layers: Some(1), ..Default::default() })).await.unwrap_err();
     assert_eq!(too_much.code(), Code::ResourceExhausted, "{too_much:?}");
     assert!(too_much.message().contains("5120 point prompts") && too_much.message().contains("--max-everything-prompts"), "{too_much:?}");
     assert!(started.elapsed() < std::time::Duration::from_millis(500), "refused before any work: {:?}", started.elapsed());
@@ -411,12 +425,18 @@ async fn oversized_work_is_refused_before_any_and_bad_options_name_their_field()
 
 fn frame(file: &str, id: u64) -> proto::StreamRequest {
     let image = Some(proto::Image { kind: Some(proto::image::Kind::Encoded(common::png_bytes(file))) });
-    proto::StreamRequest { msg: Some(proto::stream_request::Msg::Frame(proto::Frame { image, frame_id: id, timestamp_us: id as i64 * 1000 })) }
+    proto::StreamRequest {
+        msg: Some(proto::stream_request::Msg::Frame(proto::Frame { image, frame_id: id, timestamp_us: id as i64 * 1000 })),
+    }
 }
 
 /// A client-frames stream with tracking and one prompted object, `auto` on or off; the results
 /// of `files`, each frame sent once the one before is answered.
-async fn live(client: &mut samstream::proto::segmenter_client::SegmenterClient<tonic::transport::Channel>, auto: Option<proto::AutoMode>, files: &[&str]) -> Vec<proto::FrameResult> {
+async fn live(
+    client: &mut samstream::proto::segmenter_client::SegmenterClient<tonic::transport::Channel>,
+    auto: Option<proto::AutoMode>,
+    files: &[&str],
+) -> Vec<proto::FrameResult> {
     use common::stream as s;
     let start = proto::StreamStart {
         source: Some(proto::stream_start::Source::ClientFrames(proto::ClientFrames {})),
@@ -425,7 +445,10 @@ async fn live(client: &mut samstream::proto::segmenter_client::SegmenterClient<t
         track: true,
         auto_mode: auto,
     };
-    let first = vec![proto::StreamRequest { msg: Some(proto::stream_request::Msg::Start(start)) }, s::prompts(vec![s::point_object(1, 100.0, 80.0)], 1)];
+    let first = vec![
+        proto::StreamRequest { msg: Some(proto::stream_request::Msg::Start(start)) },
+        s::prompts(vec![s::point_object(1, 100.0, 80.0)], 1),
+    ];
     let mut stream = s::StreamClient::open(client, first).await.expect("stream opens");
     let mut results = Vec::new();
     for (i, file) in files.iter().enumerate() {
@@ -459,10 +482,17 @@ async fn the_live_automatic_mode_keeps_ids_and_leaves_prompted_objects_alone() {
     let mut first_ids = ids(first);
     assert_eq!(first_ids, (1..=first.auto_masks.len() as u32).collect::<Vec<_>>(), "new masks get new ids, from 1");
     assert_eq!(ids(second), ids(first), "an identical frame keeps every id");
-    assert_eq!(second.auto_masks.iter().map(|m| m.mask.clone()).collect::<Vec<_>>(), first.auto_masks.iter().map(|m| m.mask.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        second.auto_masks.iter().map(|m| m.mask.clone()).collect::<Vec<_>>(),
+        first.auto_masks.iter().map(|m| m.mask.clone()).collect::<Vec<_>>()
+    );
     assert!(second.auto_removed.is_empty());
     let max_first = *first_ids.iter().max().unwrap();
-    assert!(!third.auto_masks.is_empty() && ids(third).iter().all(|&id| id > max_first), "another image's masks are new objects: {:?}", ids(third));
+    assert!(
+        !third.auto_masks.is_empty() && ids(third).iter().all(|&id| id > max_first),
+        "another image's masks are new objects: {:?}",
+        ids(third)
+    );
     let mut removed = third.auto_removed.clone();
     removed.sort_unstable();
     first_ids.sort_unstable();

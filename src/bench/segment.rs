@@ -38,14 +38,15 @@ pub(super) async fn bench_segment(args: &BenchArgs, everything: bool) -> anyhow:
     let path = args.image.as_ref().context("--rpc segment and everything need --image")?;
     let (image, width, height) = load_image(path, args.raw)?;
     let call = if everything {
-        let options = proto::AutoMaskOptions {
-            points_per_side: args.points_per_side,
-            crop_n_layers: args.crop_n_layers,
-            ..Default::default()
-        };
+        let options =
+            proto::AutoMaskOptions { points_per_side: args.points_per_side, crop_n_layers: args.crop_n_layers, ..Default::default() };
         Call::Everything(proto::SegmentEverythingRequest { image: Some(image), mask_options: None, options: Some(options) })
     } else {
-        Call::Segment(proto::SegmentRequest { image: Some(image), objects: spread_objects(args.objects, width, height), mask_options: None })
+        Call::Segment(proto::SegmentRequest {
+            image: Some(image),
+            objects: spread_objects(args.objects, width, height),
+            mask_options: None,
+        })
     };
     let mut client =
         SegmenterClient::connect(args.server.clone()).await?.max_encoding_message_size(usize::MAX).max_decoding_message_size(usize::MAX);

@@ -10,11 +10,11 @@ mod session;
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
-use clap::Args;
 use crate::proto;
 use crate::proto::segmenter_client::SegmenterClient;
 use crate::telemetry::{STAGE_NAMES, stage_values};
+use anyhow::{Context, bail};
+use clap::Args;
 pub use prompts::{Tagged, parse_box, parse_point};
 
 #[derive(Debug, Clone, Args)]
@@ -168,7 +168,11 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn segment_everything(mut client: SegmenterClient<tonic::transport::Channel>, args: &ClientArgs, image: &std::path::Path) -> anyhow::Result<()> {
+async fn segment_everything(
+    mut client: SegmenterClient<tonic::transport::Channel>,
+    args: &ClientArgs,
+    image: &std::path::Path,
+) -> anyhow::Result<()> {
     let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
     let wants_png = args.out_masks.is_some() || args.overlay.is_some();
     let format = if wants_png { proto::MaskFormat::Png } else { proto::MaskFormat::CocoRle };

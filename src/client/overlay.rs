@@ -89,7 +89,12 @@ impl Outputs {
         if let Some(dir) = masks_dir {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        Ok(Self { video: overlay.map(|p| (p.to_path_buf(), None)), frame_rate: 10.0, masks_dir: masks_dir.map(Path::to_path_buf), frames_written: 0 })
+        Ok(Self {
+            video: overlay.map(|p| (p.to_path_buf(), None)),
+            frame_rate: 10.0,
+            masks_dir: masks_dir.map(Path::to_path_buf),
+            frames_written: 0,
+        })
     }
 
     /// Takes the input's frame rate; call before the first `write`.

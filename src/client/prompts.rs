@@ -175,7 +175,11 @@ mod tests {
     fn scripts_parse_sorted_and_refuse_unknown_fields() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        std::fs::write(&path, r#"{"updates": [{"at": 2, "remove": [1]}, {"at": 0.5, "upsert": [{"id": 1, "points": [[1, 2], [3, 4, "neg"]]}]}]}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"updates": [{"at": 2, "remove": [1]}, {"at": 0.5, "upsert": [{"id": 1, "points": [[1, 2], [3, 4, "neg"]]}]}]}"#,
+        )
+        .unwrap();
         let script = load_script(&path).unwrap();
         assert_eq!(script[0].at, 0.5);
         assert_eq!(script[0].update.upsert[0].points[1].label, proto::PointLabel::Negative as i32);

@@ -67,7 +67,12 @@ async fn next_result(responses: &mut tonic::Streaming<proto::StreamResponse>) ->
     }
 }
 
-pub async fn run(mut client: SegmenterClient<tonic::transport::Channel>, plan: StreamPlan, outputs: &mut Outputs, live: &mut LiveStats) -> anyhow::Result<()> {
+pub async fn run(
+    mut client: SegmenterClient<tonic::transport::Channel>,
+    plan: StreamPlan,
+    outputs: &mut Outputs,
+    live: &mut LiveStats,
+) -> anyhow::Result<()> {
     let (requests, outbound) = mpsc::channel(8);
     requests.send(proto::StreamRequest { msg: Some(Req::Start(plan.start.clone())) }).await?;
     let mut script: Vec<TimedUpdate> = Vec::new();
@@ -79,7 +84,8 @@ pub async fn run(mut client: SegmenterClient<tonic::transport::Channel>, plan: S
     prompter.send_due(0.0, &requests).await?;
     let mut responses = client.stream_segment(ReceiverStream::new(outbound)).await?.into_inner();
     let started = Instant::now();
-    let within = |frames: u64| plan.max_frames.is_none_or(|m| frames < m) && plan.seconds.is_none_or(|s| started.elapsed().as_secs_f64() < s);
+    let within =
+        |frames: u64| plan.max_frames.is_none_or(|m| frames < m) && plan.seconds.is_none_or(|s| started.elapsed().as_secs_f64() < s);
 
     match &plan.input {
         Input::Video(_) | Input::Camera(_) => {
@@ -104,7 +110,11 @@ pub async fn run(mut client: SegmenterClient<tonic::transport::Channel>, plan: S
                     format: proto::PixelFormat::Bgr8 as i32,
                     data: frame.data_bytes()?.to_vec(),
                 };
-                let message = proto::Frame { image: Some(proto::Image { kind: Some(proto::image::Kind::Raw(raw)) }), frame_id: sent, timestamp_us: (at * 1e6) as i64 };
+                let message = proto::Frame {
+                    image: Some(proto::Image { kind: Some(proto::image::Kind::Raw(raw)) }),
+                    frame_id: sent,
+                    timestamp_us: (at * 1e6) as i64,
+                };
                 requests.send(proto::StreamRequest { msg: Some(Req::Frame(message)) }).await.context("the stream closed")?;
                 // Results of re-decoded earlier frames (after a prompt update) are skipped.
                 loop {
@@ -122,7 +132,9 @@ pub async fn run(mut client: SegmenterClient<tonic::transport::Channel>, plan: S
             let mut last_frame = 0;
             while within(received) {
                 prompter.send_due(started.elapsed().as_secs_f64(), &requests).await?;
-                let left = plan.seconds.map_or(Duration::from_secs(3600), |s| Duration::from_secs_f64((s - started.elapsed().as_secs_f64()).max(0.0)));
+                let left = plan
+                    .seconds
+                    .map_or(Duration::from_secs(3600), |s| Duration::from_secs_f64((s - started.elapsed().as_secs_f64()).max(0.0)));
                 let Ok(next) = tokio::time::timeout(left, next_result(&mut responses)).await else { break };
                 let Some(result) = next? else { break };
                 if result.frame_id == last_frame {

@@ -160,7 +160,11 @@ fn checked(
 
 /// The encoder's input for `rgb` on this data path: preprocessed here on the host data path,
 /// the pixels as they are for the backend's preprocessing graph on the device one.
-pub(super) fn prepare(data_path: DataPath, preprocessor: Preprocessor, rgb: std::sync::Arc<Mat>) -> Result<(EncoderInput, Duration), ModelError> {
+pub(super) fn prepare(
+    data_path: DataPath,
+    preprocessor: Preprocessor,
+    rgb: std::sync::Arc<Mat>,
+) -> Result<(EncoderInput, Duration), ModelError> {
     match data_path {
         DataPath::Device => Ok((EncoderInput::Pixels(RgbFrame::new(rgb)?), Duration::ZERO)),
         DataPath::Host | DataPath::Auto => {

@@ -129,7 +129,12 @@ impl Engine {
     /// blocking pool on the host data path; by the backend's graph on the device one), the
     /// encoder queue, the encoder. `timings` comes in with the capture stage and goes out with
     /// every stage up to the encoder filled.
-    pub async fn encode_frame(&self, rgb: Arc<Mat>, origin: FrameOrigin, mut timings: StageTimings) -> Result<Arc<EncodedFrame>, EngineError> {
+    pub async fn encode_frame(
+        &self,
+        rgb: Arc<Mat>,
+        origin: FrameOrigin,
+        mut timings: StageTimings,
+    ) -> Result<Arc<EncodedFrame>, EngineError> {
         let data_path = self.runtime()?.backend.data_path;
         let preprocessor = self.preprocessor;
         let span = tracing::Span::current();
@@ -150,7 +155,12 @@ impl Engine {
 
     /// Runs the prompt encoder + mask decoder for every object on one encoded frame, then what
     /// `request` asks of the postprocessing (on the device with the device data path).
-    pub async fn decode(&self, frame: Arc<EncodedFrame>, objects: Vec<PromptTokens>, request: MaskRequest) -> Result<DecodedObjects, EngineError> {
+    pub async fn decode(
+        &self,
+        frame: Arc<EncodedFrame>,
+        objects: Vec<PromptTokens>,
+        request: MaskRequest,
+    ) -> Result<DecodedObjects, EngineError> {
         self.ensure_ready()?;
         let (reply, answer) = oneshot::channel();
         let job = DecodeJob { frame, objects, request, reply, span: tracing::Span::current(), enqueued: Instant::now() };

@@ -166,7 +166,8 @@ async fn objects_are_decoded_in_calls_by_token_count_and_answered_in_request_ord
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_fails_to_load_is_reported_and_refuses_work() {
     let options = options(1, 4);
-    let engine = Engine::start(|| Err(ModelError::Manifest { path: "m".into(), reason: "broken".into() }), &options, Preprocessor::default());
+    let engine =
+        Engine::start(|| Err(ModelError::Manifest { path: "m".into(), reason: "broken".into() }), &options, Preprocessor::default());
     assert!(matches!(engine.ready().await, Err(EngineError::LoadFailed(_))));
     let refused = engine.encode_frame(frame(), FrameOrigin::now(), StageTimings::default()).await;
     assert!(matches!(refused, Err(EngineError::LoadFailed(_))));

@@ -10,7 +10,6 @@ use std::str::FromStr;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 
-
 /// The defaults of a clap argument group as its attributes declare them, without reading the
 /// environment: the one place defaults are written is the `#[arg]` attribute.
 pub fn clap_defaults<T: Args + FromArgMatches>() -> T {
@@ -356,6 +355,9 @@ mod tests {
         let options = RuntimeOptions::default();
         assert_eq!((options.intra_threads, options.inter_threads), (0, 1));
         assert!(options.cpu_arena && options.ort_shared_pool && !options.ort_spinning && !options.tf32);
-        assert_eq!((options.data_path, options.encoder_precision, options.resize), (DataPath::Auto, EncoderPrecision::Fp32, ResizeFilter::Pillow));
+        assert_eq!(
+            (options.data_path, options.encoder_precision, options.resize),
+            (DataPath::Auto, EncoderPrecision::Fp32, ResizeFilter::Pillow)
+        );
     }
 }

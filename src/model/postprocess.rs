@@ -30,7 +30,12 @@ impl BinaryMask<'_> {
 }
 
 /// Object `i`'s mask for `token` at the original size.
-pub fn binary_mask<'a>(decoded: &'a DecodedObjects, i: usize, token: usize, geometry: &ImageGeometry) -> Result<BinaryMask<'a>, ModelError> {
+pub fn binary_mask<'a>(
+    decoded: &'a DecodedObjects,
+    i: usize,
+    token: usize,
+    geometry: &ImageGeometry,
+) -> Result<BinaryMask<'a>, ModelError> {
     let object = decoded.object(i);
     match object.group {
         MaskGroup::LowRes(logits) => {

@@ -5,8 +5,8 @@ use ndarray::Array4;
 use opencv::core::{Mat, Size};
 use opencv::prelude::*;
 
-pub use super::contract::{PIXEL_MEAN, PIXEL_STD};
 use super::contract::IMAGE_SIZE;
+pub use super::contract::{PIXEL_MEAN, PIXEL_STD};
 pub use super::options::ResizeFilter;
 use super::{ImageGeometry, ModelError, resample};
 

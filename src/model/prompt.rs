@@ -137,7 +137,6 @@ pub fn check_inside(field: &str, prompts: &[ObjectPrompt], width: usize, height:
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,12 +14,12 @@ use opencv::prelude::*;
 use super::{Pipeline, PipelineError, blocking};
 use crate::engine::{EncodedFrame, FrameOrigin};
 use crate::mask::{self, CocoRle, EncodedMask, MaskData, MaskFormat};
+use crate::model::everything::EverythingOptions;
 use crate::model::everything::candidates::{candidates, inclusive_box};
 use crate::model::everything::crops::{CropBox, point_grid, points_per_side};
 use crate::model::everything::nms::nms;
 use crate::model::everything::regions::{Regions, remove_small_regions};
 use crate::model::everything::runs::MaskRuns;
-use crate::model::everything::EverythingOptions;
 use crate::model::{BinaryMask, CandidateFilter, DecodedObjects, ImageGeometry, MaskOutput, MaskRequest, PromptTokens};
 use crate::telemetry::StageTimings;
 use crate::telemetry::metrics::ENCODER_RUNS;
@@ -277,7 +277,13 @@ fn keep_batch(
             BinaryMask::Owned(m) => MaskRuns::from_crop(m, crop, width, height)?,
             BinaryMask::View(m) => MaskRuns::from_crop(m, crop, width, height)?,
         };
-        kept.push(Kept { runs, crop_box: candidate.inclusive_box, iou: candidate.iou, stability: candidate.stability, point: points[candidate.point] });
+        kept.push(Kept {
+            runs,
+            crop_box: candidate.inclusive_box,
+            iou: candidate.iou,
+            stability: candidate.stability,
+            point: points[candidate.point],
+        });
     }
     Ok((kept, passed_iou, passed_stability))
 }
@@ -286,7 +292,8 @@ fn keep_batch(
 /// image edge.
 fn near_crop_edge(crop_box: &[u32; 4], crop: &CropBox, width: usize, height: usize) -> bool {
     const TOLERANCE: f32 = 20.0;
-    let uncropped = [crop_box[0] + crop.x0 as u32, crop_box[1] + crop.y0 as u32, crop_box[2] + crop.x0 as u32, crop_box[3] + crop.y0 as u32];
+    let uncropped =
+        [crop_box[0] + crop.x0 as u32, crop_box[1] + crop.y0 as u32, crop_box[2] + crop.x0 as u32, crop_box[3] + crop.y0 as u32];
     let crop_edges = [crop.x0, crop.y0, crop.x1, crop.y1];
     let image_edges = [0, 0, width, height];
     (0..4).any(|i| {
@@ -305,7 +312,12 @@ fn crop_image(rgb: &Mat, crop: &CropBox) -> Result<Mat, opencv::Error> {
 
 /// Across crops: uncrop, NMS preferring masks of smaller crops, then small regions, then the
 /// answer's masks in the requested format.
-fn merge(kept_per_crop: Vec<Vec<Kept>>, crops: &[CropBox], options: &EverythingOptions, format: MaskFormat) -> Result<Vec<AutoMask>, PipelineError> {
+fn merge(
+    kept_per_crop: Vec<Vec<Kept>>,
+    crops: &[CropBox],
+    options: &EverythingOptions,
+    format: MaskFormat,
+) -> Result<Vec<AutoMask>, PipelineError> {
     struct Mask {
         runs: MaskRuns,
         bbox: [u32; 4],

@@ -121,8 +121,16 @@ fn object_results(
 }
 
 /// The mask in `format`, with its area and box when asked for.
-fn encode(mask: &BinaryMask<'_>, format: mask::MaskFormat, with_area: bool) -> Result<(EncodedMask, Option<(u64, PixelBox)>), PipelineError> {
-    fn run(mask: &impl MaskImage, format: mask::MaskFormat, with_area: bool) -> Result<(EncodedMask, Option<(u64, PixelBox)>), PipelineError> {
+fn encode(
+    mask: &BinaryMask<'_>,
+    format: mask::MaskFormat,
+    with_area: bool,
+) -> Result<(EncodedMask, Option<(u64, PixelBox)>), PipelineError> {
+    fn run(
+        mask: &impl MaskImage,
+        format: mask::MaskFormat,
+        with_area: bool,
+    ) -> Result<(EncodedMask, Option<(u64, PixelBox)>), PipelineError> {
         let area = if with_area { Some(mask::area_and_box(mask)?) } else { None };
         Ok((mask::encode(mask, format)?, area))
     }

@@ -11,7 +11,8 @@ pub fn oversized_message_is_resource_exhausted<B>(mut response: http::Response<B
     const OUT_OF_RANGE: &str = "11";
     let headers = response.headers_mut();
     let message = headers.get("grpc-message").and_then(|m| m.to_str().ok()).map(|m| m.replace("%20", " "));
-    let too_large = headers.get("grpc-status").is_some_and(|s| s == OUT_OF_RANGE) && message.as_deref().is_some_and(|m| m.contains(TOO_LARGE));
+    let too_large =
+        headers.get("grpc-status").is_some_and(|s| s == OUT_OF_RANGE) && message.as_deref().is_some_and(|m| m.contains(TOO_LARGE));
     if too_large {
         let message = headers.get("grpc-message").and_then(|m| m.to_str().ok()).unwrap_or_default();
         let rewritten = format!("{}:%20{message}", OVERSIZED_PREFIX.replace(' ', "%20"));

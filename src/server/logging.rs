@@ -108,10 +108,7 @@ impl<B: Body + Unpin> Body for LoggedBody<B> {
             && let Some(trailers) = frame.trailers_ref()
             && let Some(call) = self.call.take()
         {
-            call.log(
-                trailers.get("grpc-status").and_then(|c| c.to_str().ok()),
-                trailers.get("grpc-message").and_then(|m| m.to_str().ok()),
-            );
+            call.log(trailers.get("grpc-status").and_then(|c| c.to_str().ok()), trailers.get("grpc-message").and_then(|m| m.to_str().ok()));
         }
         polled
     }

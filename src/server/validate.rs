@@ -99,7 +99,9 @@ pub fn everything_options(field: &str, options: Option<&proto::AutoMaskOptions>)
         match value {
             None => Ok(default),
             Some(v) if range.contains(&v) => Ok(v as usize),
-            Some(v) => Err(ApiError::invalid(format!("{field}.{name}"), format!("must be between {} and {}, got {v}", range.start(), range.end()))),
+            Some(v) => {
+                Err(ApiError::invalid(format!("{field}.{name}"), format!("must be between {} and {}, got {v}", range.start(), range.end())))
+            }
         }
     };
     let real = |name: &str, value: Option<f64>, default: f64, low: f64, high: f64, high_open: bool| -> Result<f64, ApiError> {
@@ -223,11 +225,21 @@ mod tests {
     fn unset_options_are_the_references_defaults_and_zero_is_honoured() {
         let defaults = everything_options("options", None).unwrap();
         assert_eq!(defaults, EverythingOptions::default());
-        let zero = proto::AutoMaskOptions { pred_iou_thresh: Some(0.0), min_mask_region_area: Some(0), crop_nms_thresh: Some(0.0), ..Default::default() };
+        let zero = proto::AutoMaskOptions {
+            pred_iou_thresh: Some(0.0),
+            min_mask_region_area: Some(0),
+            crop_nms_thresh: Some(0.0),
+            ..Default::default()
+        };
         let o = everything_options("options", Some(&zero)).unwrap();
         assert_eq!((o.pred_iou_thresh, o.crop_nms_thresh, o.min_mask_region_area), (0.0, 0.0, 0));
         assert!(o.filter().pred_iou_thresh.is_none(), "a threshold of 0 turns the IoU filter off");
-        let empty_layer = proto::AutoMaskOptions { points_per_side: Some(3), crop_n_layers: Some(2), crop_n_points_downscale_factor: Some(2), ..Default::default() };
+        let empty_layer = proto::AutoMaskOptions {
+            points_per_side: Some(3),
+            crop_n_layers: Some(2),
+            crop_n_points_downscale_factor: Some(2),
+            ..Default::default()
+        };
         assert_eq!(field_of(everything_options("options", Some(&empty_layer)).unwrap_err()), "options.crop_n_points_downscale_factor");
     }
 }

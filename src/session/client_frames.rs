@@ -19,7 +19,10 @@ use crate::video::{ImageLimits, decode_image};
 pub enum Encoded {
     Frame(Arc<EncodedFrame>),
     /// The image could not be decoded or preprocessed; the text names the field.
-    Rejected { frame_id: u64, reason: String },
+    Rejected {
+        frame_id: u64,
+        reason: String,
+    },
     /// The encoder's queue was full: the frame is dropped, like one the client sent too early.
     QueueFull,
 }

@@ -74,7 +74,10 @@ impl SourceHub {
     }
 
     pub fn list(&self) -> Vec<SourceInfo> {
-        self.configured.iter().map(|s| SourceInfo { name: s.config.name.clone(), spec: s.config.spec.clone(), state: *s.state.borrow() }).collect()
+        self.configured
+            .iter()
+            .map(|s| SourceInfo { name: s.config.name.clone(), spec: s.config.spec.clone(), state: *s.state.borrow() })
+            .collect()
     }
 
     /// Joins the configured source `name`, starting it if nobody watches it yet.

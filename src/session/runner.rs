@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument;
 
+use super::auto_ids::AutoIds;
 use super::client_frames::{self, Encoded, InFlight};
 use super::frame_slot::FrameSlot;
 use super::hub::Subscription;
-use super::auto_ids::AutoIds;
 use super::io::{AutoOutcome, EventKind, FrameOutcome, PromptUpdate, SessionError, SessionEvent, SessionInput, SessionOutput};
 use super::prompts::PromptState;
 use crate::engine::{EncodedFrame, EngineError};
@@ -72,7 +72,13 @@ impl Drop for ActiveStream {
 }
 
 /// Runs the session to its end; spawn it. `inputs` closes when the client half-closes.
-pub async fn run_session(pipeline: Pipeline, source: SessionSource, config: SessionConfig, inputs: mpsc::Receiver<SessionInput>, tx: Outbound) {
+pub async fn run_session(
+    pipeline: Pipeline,
+    source: SessionSource,
+    config: SessionConfig,
+    inputs: mpsc::Receiver<SessionInput>,
+    tx: Outbound,
+) {
     let _active = ActiveStream::new();
     let label = match &source {
         SessionSource::Shared(sub) => sub.name.clone(),
@@ -82,7 +88,15 @@ pub async fn run_session(pipeline: Pipeline, source: SessionSource, config: Sess
     let feed = match source {
         SessionSource::Shared(sub) => {
             let interval = (config.max_fps > 0.0).then(|| Duration::from_secs_f32(1.0 / config.max_fps));
-            Feed::Shared(SharedFeed { sub, interval, next_allowed: Instant::now(), events_open: true, first_seq: None, processed: 0, dropped: 0 })
+            Feed::Shared(SharedFeed {
+                sub,
+                interval,
+                next_allowed: Instant::now(),
+                events_open: true,
+                first_seq: None,
+                processed: 0,
+                dropped: 0,
+            })
         }
         SessionSource::ClientFrames(slot) => Feed::Client(ClientFeed {
             slot,
@@ -93,8 +107,16 @@ pub async fn run_session(pipeline: Pipeline, source: SessionSource, config: Sess
             dropped: 0,
         }),
     };
-    let mut session =
-        Session { pipeline, config, tx, label, prompts: PromptState::default(), last_frame: None, auto_ids: AutoIds::default(), frames_seen: 0 };
+    let mut session = Session {
+        pipeline,
+        config,
+        tx,
+        label,
+        prompts: PromptState::default(),
+        last_frame: None,
+        auto_ids: AutoIds::default(),
+        frames_seen: 0,
+    };
     async move {
         let result = session.run(feed, inputs).await;
         if let Err(Stop::Fail(error)) = result {
@@ -383,7 +405,8 @@ impl Session {
         let geometry = frame.geometry;
         let (ids, tokens) = self.prompts.tokens(&geometry, self.config.track, update.is_some());
         let mut timings = if update.is_some() { StageTimings::default() } else { frame.timings };
-        let segmented = self.pipeline.segment(&frame, ids, tokens, self.config.mask_options, self.config.track).instrument(span.clone()).await;
+        let segmented =
+            self.pipeline.segment(&frame, ids, tokens, self.config.mask_options, self.config.track).instrument(span.clone()).await;
         let mut objects = match segmented {
             Ok((objects, after)) => {
                 timings += after;

@@ -35,4 +35,3 @@ pub(super) struct Source {
     pub state: watch::Sender<SourceState>,
     pub running: Mutex<Option<Arc<Running>>>,
 }
-

@@ -34,7 +34,18 @@ pub const STAGE_NAMES: [&str; 10] =
 
 /// A `Timing` message's stages in `STAGE_NAMES` order, in microseconds.
 pub fn stage_values(t: &proto::Timing) -> [u64; 10] {
-    [t.capture_us, t.preprocess_us, t.upload_us, t.queue_us, t.encoder_us, t.decoder_us, t.postprocess_us, t.download_us, t.nms_us, t.total_us]
+    [
+        t.capture_us,
+        t.preprocess_us,
+        t.upload_us,
+        t.queue_us,
+        t.encoder_us,
+        t.decoder_us,
+        t.postprocess_us,
+        t.download_us,
+        t.nms_us,
+        t.total_us,
+    ]
 }
 
 /// Durations of one request's stages, reported as the response's `Timing` and span fields.
@@ -80,7 +91,15 @@ impl std::ops::AddAssign for StageTimings {
 impl StageTimings {
     /// Time accounted for by the stages (everything but `total`).
     pub fn staged(&self) -> Duration {
-        self.capture + self.preprocess + self.upload + self.queue + self.encoder + self.decoder + self.postprocess + self.download + self.nms
+        self.capture
+            + self.preprocess
+            + self.upload
+            + self.queue
+            + self.encoder
+            + self.decoder
+            + self.postprocess
+            + self.download
+            + self.nms
     }
 
     pub fn to_proto(&self) -> proto::Timing {

@@ -32,7 +32,11 @@ pub struct Candidate<'a> {
 
 /// Every point's kept candidates, points in order, tokens 1..3 within a point, and how many
 /// masks passed the IoU filter.
-pub fn candidates<'a>(decoded: &'a DecodedObjects, crop: &ImageGeometry, filter: &CandidateFilter) -> Result<(Vec<Candidate<'a>>, usize), ModelError> {
+pub fn candidates<'a>(
+    decoded: &'a DecodedObjects,
+    crop: &ImageGeometry,
+    filter: &CandidateFilter,
+) -> Result<(Vec<Candidate<'a>>, usize), ModelError> {
     let mut kept = Vec::new();
     let mut passed_iou = 0;
     let mut groups_counted = Vec::new();
@@ -55,7 +59,14 @@ pub fn candidates<'a>(decoded: &'a DecodedObjects, crop: &ImageGeometry, filter:
                         continue;
                     }
                     let mask = threshold(&upscaled)?;
-                    kept.push(Candidate { point, token, iou, stability, inclusive_box: inclusive_box(&mask)?, mask: BinaryMask::Owned(mask) });
+                    kept.push(Candidate {
+                        point,
+                        token,
+                        iou,
+                        stability,
+                        inclusive_box: inclusive_box(&mask)?,
+                        mask: BinaryMask::Owned(mask),
+                    });
                 }
             }
             MaskGroup::Candidates { found, masks, passed_iou: group_passed } => {

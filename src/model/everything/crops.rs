@@ -88,9 +88,18 @@ mod tests {
     fn crop_boxes_match_the_reference_vectors() {
         let ratio = 512.0 / 1500.0;
         let boxes = crop_boxes(1920, 1080, 1, ratio);
-        assert_eq!(xyxy(&boxes), vec![[0, 0, 1920, 1080], [0, 0, 1144, 724], [0, 356, 1144, 1080], [776, 0, 1920, 724], [776, 356, 1920, 1080]]);
-        assert_eq!(xyxy(&crop_boxes(1024, 768, 1, ratio)[1..]), vec![[0, 0, 643, 515], [0, 253, 643, 768], [381, 0, 1024, 515], [381, 253, 1024, 768]]);
-        assert_eq!(xyxy(&crop_boxes(640, 480, 1, ratio)[1..]), vec![[0, 0, 402, 322], [0, 159, 402, 480], [239, 0, 640, 322], [239, 159, 640, 480]]);
+        assert_eq!(
+            xyxy(&boxes),
+            vec![[0, 0, 1920, 1080], [0, 0, 1144, 724], [0, 356, 1144, 1080], [776, 0, 1920, 724], [776, 356, 1920, 1080]]
+        );
+        assert_eq!(
+            xyxy(&crop_boxes(1024, 768, 1, ratio)[1..]),
+            vec![[0, 0, 643, 515], [0, 253, 643, 768], [381, 0, 1024, 515], [381, 253, 1024, 768]]
+        );
+        assert_eq!(
+            xyxy(&crop_boxes(640, 480, 1, ratio)[1..]),
+            vec![[0, 0, 402, 322], [0, 159, 402, 480], [239, 0, 640, 322], [239, 159, 640, 480]]
+        );
         let layer2: Vec<CropBox> = crop_boxes(1920, 1080, 2, ratio).into_iter().filter(|b| b.layer == 2).collect();
         assert_eq!(layer2.len(), 16);
         assert_eq!(xyxy(&layer2[..3]), vec![[0, 0, 618, 408], [0, 224, 618, 632], [0, 448, 618, 856]]);

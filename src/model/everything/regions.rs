@@ -1,7 +1,7 @@
 //! `remove_small_regions` (mobile_sam/utils/amg.py): fill holes, or drop islands, smaller than
 //! an area, with OpenCV's connected components (8-connectivity), as the reference does.
 
-use opencv::core::{CV_32S, CV_8UC1, Mat, Scalar};
+use opencv::core::{CV_8UC1, CV_32S, Mat, Scalar};
 use opencv::prelude::*;
 
 use crate::model::ModelError;
@@ -24,8 +24,9 @@ pub fn remove_small_regions(mask: &Mat, min_area: usize, mode: Regions) -> Resul
     let (mut labels, mut stats, mut centroids) = (Mat::default(), Mat::default(), Mat::default());
     let count = opencv::imgproc::connected_components_with_stats(&working, &mut labels, &mut stats, &mut centroids, 8, CV_32S)? as usize;
     // Row 0 of the stats is the background label.
-    let sizes: Vec<usize> =
-        (1..count).map(|label| stats.at_2d::<i32>(label as i32, opencv::imgproc::CC_STAT_AREA).map(|&a| a as usize)).collect::<Result<_, _>>()?;
+    let sizes: Vec<usize> = (1..count)
+        .map(|label| stats.at_2d::<i32>(label as i32, opencv::imgproc::CC_STAT_AREA).map(|&a| a as usize))
+        .collect::<Result<_, _>>()?;
     let small: Vec<usize> = sizes.iter().enumerate().filter(|&(_, &size)| size < min_area).map(|(i, _)| i + 1).collect();
     if small.is_empty() {
         return Ok((mask.clone(), false));

@@ -60,7 +60,11 @@ pub struct DeviceCandidates {
 
 impl DeviceCandidates {
     pub fn load(options: &RuntimeOptions) -> Result<Self, ModelError> {
-        Ok(Self { scores: Stage::load(options, graph::build_scores()?)?, masks: Stage::load(options, graph::build_masks()?)?, host: MemoryInfo::default() })
+        Ok(Self {
+            scores: Stage::load(options, graph::build_scores()?)?,
+            masks: Stage::load(options, graph::build_masks()?)?,
+            host: MemoryInfo::default(),
+        })
     }
 
     /// The candidates of one decoder call (`low_res` `[N, 4, 256, 256]` in device memory, `iou`
@@ -74,8 +78,10 @@ impl DeviceCandidates {
         geometry: &ImageGeometry,
     ) -> Result<(MaskGroup, StageTimings), ModelError> {
         let started = Instant::now();
-        let picked: Vec<(usize, usize)> =
-            (0..iou.nrows()).flat_map(|row| TOKENS.map(|token| (row, token))).filter(|&(row, token)| filter.keeps_iou(iou[[row, token]])).collect();
+        let picked: Vec<(usize, usize)> = (0..iou.nrows())
+            .flat_map(|row| TOKENS.map(|token| (row, token)))
+            .filter(|&(row, token)| filter.keeps_iou(iou[[row, token]]))
+            .collect();
         let per_run = per_run(geometry);
         let mut survivors = Vec::new();
         for part in picked.chunks(per_run) {
@@ -126,7 +132,13 @@ impl DeviceCandidates {
     }
 
     /// Writes the candidates' masks into `masks` (`[part, H, W]`) and returns their boxes.
-    fn masks(&mut self, low_res: &DynTensor, part: &[FoundMask], masks: &mut [u8], geometry: &ImageGeometry) -> Result<Vec<i64>, ModelError> {
+    fn masks(
+        &mut self,
+        low_res: &DynTensor,
+        part: &[FoundMask],
+        masks: &mut [u8],
+        geometry: &ImageGeometry,
+    ) -> Result<Vec<i64>, ModelError> {
         let stage = &mut self.masks;
         let flat: Vec<i64> = part.iter().map(|f| (f.row * 4 + f.token) as i64).collect();
         stage.bind_inputs(low_res, &flat, geometry)?;

@@ -17,7 +17,9 @@ use super::device_stages::DevicePostprocess;
 use super::host::HostTensor;
 use super::placement::Placement;
 use super::{check_shape, take_output};
-use crate::model::{DecodedGroup, Embedding, LOW_RES, MASK_TOKENS, MaskDecoder, MaskGroup, MaskOutput, MaskRequest, ModelError, PromptTokens};
+use crate::model::{
+    DecodedGroup, Embedding, LOW_RES, MASK_TOKENS, MaskDecoder, MaskGroup, MaskOutput, MaskRequest, ModelError, PromptTokens,
+};
 use crate::telemetry::StageTimings;
 
 /// `mask_input` and `has_mask_input` for a number of objects, kept bound between calls: they
@@ -119,7 +121,6 @@ impl OrtDecoder {
         }
         Ok(())
     }
-
 }
 
 impl MaskDecoder for OrtDecoder {

@@ -80,7 +80,8 @@ pub fn load(model_dir: &Path, options: &RuntimeOptions) -> Result<LoadedModel, M
     };
     let device = data_path == DataPath::Device;
     let preprocess = device.then(|| DevicePreprocess::load(options)).transpose()?;
-    let postprocess = device.then(|| Ok::<_, ModelError>((DevicePostprocess::load(options)?, DeviceCandidates::load(options)?))).transpose()?;
+    let postprocess =
+        device.then(|| Ok::<_, ModelError>((DevicePostprocess::load(options)?, DeviceCandidates::load(options)?))).transpose()?;
     let pick = PickEmbedding::load(options)?;
     let encoder = OrtEncoder::new(encoder_session, placement.clone(), preprocess, pick)?;
     let decoder = OrtDecoder::new(decoder_session, shared_session, placement, postprocess)?;

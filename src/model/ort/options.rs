@@ -1,8 +1,8 @@
 //! ONNX Runtime sessions as `RuntimeOptions` describe them: threads, graph optimisation,
 //! memory arena, and the execution provider (with its fallback to the CPU).
 
-use ort::ep::cuda::ConvAlgorithmSearch;
 use ort::ep;
+use ort::ep::cuda::ConvAlgorithmSearch;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
 use crate::model::ModelError;
@@ -43,10 +43,8 @@ pub(super) fn session_builder(
         Device::Cuda(id) => Some(register(&mut builder, "CUDAExecutionProvider", cuda(id)).map(|_| ExecutionProvider::Cuda(id))),
         Device::TensorRt(id) => {
             // TensorRT hands the nodes it cannot take to CUDA, then to the CPU.
-            let tensorrt = ep::TensorRT::default()
-                .with_device_id(id)
-                .with_engine_cache(true)
-                .with_engine_cache_path(std::env::temp_dir().display());
+            let tensorrt =
+                ep::TensorRT::default().with_device_id(id).with_engine_cache(true).with_engine_cache_path(std::env::temp_dir().display());
             Some(
                 register(&mut builder, "TensorrtExecutionProvider", tensorrt)
                     .and_then(|_| register(&mut builder, "CUDAExecutionProvider", cuda(id)))

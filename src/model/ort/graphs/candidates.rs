@@ -52,7 +52,11 @@ fn upscaled(g: &mut GraphBuilder) -> Result<String, ModelError> {
 fn common_inputs() -> Vec<Port> {
     let low_res = LOW_RES as i64;
     vec![
-        Port::new(INPUT_LOW_RES, Float32, &[Dim::Named("objects"), Dim::Fixed(MASK_TOKENS as i64), Dim::Fixed(low_res), Dim::Fixed(low_res)]),
+        Port::new(
+            INPUT_LOW_RES,
+            Float32,
+            &[Dim::Named("objects"), Dim::Fixed(MASK_TOKENS as i64), Dim::Fixed(low_res), Dim::Fixed(low_res)],
+        ),
         Port::new(INPUT_PICKED, Int64, &[Dim::Named("picked")]),
         Port::new(INPUT_RESIZED, Int64, &[Dim::Fixed(2)]),
         Port::new(INPUT_ORIGINAL, Int64, &[Dim::Fixed(2)]),
@@ -76,7 +80,10 @@ pub fn build_scores() -> Result<ort::editor::Model, ModelError> {
     count_above(&mut g, &low_index, OUTPUT_UNION)?;
     let mut inputs = common_inputs();
     inputs.push(Port::new(INPUT_LEVELS, Float32, &[Dim::Fixed(2)]));
-    g.finish(&inputs, &[Port::new(OUTPUT_INSIDE, Float32, &[Dim::Named("picked")]), Port::new(OUTPUT_UNION, Float32, &[Dim::Named("picked")])])
+    g.finish(
+        &inputs,
+        &[Port::new(OUTPUT_INSIDE, Float32, &[Dim::Named("picked")]), Port::new(OUTPUT_UNION, Float32, &[Dim::Named("picked")])],
+    )
 }
 
 /// Masks and boxes of the picked candidates.
