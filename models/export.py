@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Export MobileSAM (the official code, PyPI `mobilesam-mirror`) to the ONNX pair samstream serves.
 
-    python3 models/export.py (--checkpoint PATH | --random-init [--seed N]) --out DIR
-                             [--parity-fixtures] [--int8] [--fp16]
+    python3 models/export.py (--checkpoint PATH [--checkpoint-url URL] | --random-init [--seed N]) --out DIR
+                             [--parity-fixtures [--everything-fixtures]] [--int8] [--fp16]
 
 Writes DIR/encoder.onnx, DIR/decoder.onnx, DIR/decoder_shared.onnx (the decoder for prompts
 without a mask input, with the image side's prompt-independent work done once per call) and
@@ -69,6 +69,8 @@ def build_model(args: argparse.Namespace) -> tuple[nn.Module, dict]:
             "checkpoint_sha256": sha256_file(Path(args.checkpoint)),
             "meaningful_masks": True,
         }
+        if args.checkpoint_url:
+            provenance["checkpoint_url"] = args.checkpoint_url
     else:
         torch.manual_seed(args.seed)
         model = sam_model_registry["vit_t"]()
@@ -353,6 +355,7 @@ def main() -> int:
     source.add_argument("--checkpoint", help="the official mobile_sam.pt (a state_dict)")
     source.add_argument("--random-init", action="store_true", help="seeded random weights (meaningless masks)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-init")
+    parser.add_argument("--checkpoint-url", help="where --checkpoint was downloaded from (recorded in the manifest)")
     parser.add_argument(
         "--gain",
         type=float,
@@ -366,6 +369,11 @@ def main() -> int:
         "--parity-fixtures",
         action="store_true",
         help="also write DIR/parity/: the official SamPredictor's logits for the parity test",
+    )
+    parser.add_argument(
+        "--everything-fixtures",
+        action="store_true",
+        help="with --parity-fixtures, also the official SamAutomaticMaskGenerator's masks (DIR/parity/everything/; minutes)",
     )
     args = parser.parse_args()
 
@@ -389,11 +397,13 @@ def main() -> int:
     write_manifest(args, args.out, provenance, check)
     print(f"exported {provenance['kind']} MobileSAM to {args.out}: {json.dumps(check)}", file=sys.stderr)
     if args.parity_fixtures:
-        from everything_fixtures import write_everything_fixtures
         from parity_fixtures import write_fixtures
 
         write_fixtures(SamPredictor(sam), args.out / "parity")
-        write_everything_fixtures(sam, args.out / "parity")
+        if args.everything_fixtures:
+            from everything_fixtures import write_everything_fixtures
+
+            write_everything_fixtures(sam, args.out / "parity")
     return 0
 
 

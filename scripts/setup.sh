@@ -43,13 +43,25 @@ fi
 SAMSTREAM_PYTHON="$VENV/bin/python"
 ORT_DYLIB_PATH=$("$SAMSTREAM_PYTHON" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so.*")))[-1])')
 
-# --- Model export (seeded random weights unless SAMSTREAM_CHECKPOINT names mobile_sam.pt) ---
+# --- The checkpoint: the official weights where they can be had -----------------------
+# SAMSTREAM_CHECKPOINT (a local file), a cached download, a download from
+# SAMSTREAM_CHECKPOINT_URL (default: the official MobileSAM repository, then Ultralytics' copy),
+# each verified against the official architecture; else seeded random weights, saying why.
+# SAMSTREAM_OFFLINE=1 skips the network.
+CHECKPOINT_JSON=$("$SAMSTREAM_PYTHON" "$SAMSTREAM_ROOT/models/fetch_checkpoint.py" --cache "$SAMSTREAM_CACHE/checkpoints")
+json_field() { "$SAMSTREAM_PYTHON" -c 'import json, sys; v = json.loads(sys.argv[1]).get(sys.argv[2]); print("; ".join(v) if isinstance(v, list) else (v or ""))' "$CHECKPOINT_JSON" "$1"; }
+CHECKPOINT=$(json_field path)
+CHECKPOINT_URL=$(json_field url)
+
+# --- Model export ---------------------------------------------------------------------
 EXPORT_INPUTS=("$SAMSTREAM_ROOT/models/export.py" "$SAMSTREAM_ROOT/models/parity_fixtures.py" "$SAMSTREAM_ROOT/models/everything_fixtures.py"
   "$SAMSTREAM_ROOT/models/requirements.txt")
-if [ -n "${SAMSTREAM_CHECKPOINT:-}" ]; then
-  MODEL_KEY="checkpoint-$(key_of "${EXPORT_INPUTS[@]}" "$SAMSTREAM_CHECKPOINT")"
-  EXPORT_SOURCE=(--checkpoint "$SAMSTREAM_CHECKPOINT")
+if [ -n "$CHECKPOINT" ]; then
+  log "official checkpoint: $CHECKPOINT (sha256 $(json_field sha256), $(json_field source)${CHECKPOINT_URL:+ from $CHECKPOINT_URL})"
+  MODEL_KEY="checkpoint-$(key_of "${EXPORT_INPUTS[@]}" "$CHECKPOINT")"
+  EXPORT_SOURCE=(--checkpoint "$CHECKPOINT" ${CHECKPOINT_URL:+--checkpoint-url "$CHECKPOINT_URL"})
 else
+  log "warning: no official checkpoint ($(json_field reasons)); using seeded random weights: exact architecture, cost and I/O, but meaningless masks"
   MODEL_KEY="random-seed0-$(key_of "${EXPORT_INPUTS[@]}")"
   EXPORT_SOURCE=(--random-init --seed 0)
 fi
@@ -58,7 +70,7 @@ if [ ! -f "$SAMSTREAM_MODEL_DIR/manifest.json" ]; then
   log "exporting MobileSAM (${EXPORT_SOURCE[*]}) to $SAMSTREAM_MODEL_DIR"
   tmp="$SAMSTREAM_MODEL_DIR.tmp.$$"
   rm -rf "$tmp"
-  (cd "$SAMSTREAM_ROOT/models" && "$SAMSTREAM_PYTHON" export.py "${EXPORT_SOURCE[@]}" --out "$tmp" --parity-fixtures --int8 --fp16)
+  (cd "$SAMSTREAM_ROOT/models" && "$SAMSTREAM_PYTHON" export.py "${EXPORT_SOURCE[@]}" --out "$tmp" --parity-fixtures --everything-fixtures --int8 --fp16)
   mkdir -p "$(dirname "$SAMSTREAM_MODEL_DIR")"
   rm -rf "$SAMSTREAM_MODEL_DIR"
   mv "$tmp" "$SAMSTREAM_MODEL_DIR"

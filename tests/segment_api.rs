@@ -261,7 +261,7 @@ async fn a_model_directory_without_the_optional_encoders_serves_fp32() {
     let info = client.get_model_info(proto::GetModelInfoRequest {}).await.unwrap().into_inner();
     assert_eq!(info.precision, "fp32 (exact)");
     let files: Vec<&str> = info.files.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(files, ["decoder.onnx", "encoder.onnx"], "only the files present are reported");
+    assert_eq!(files, ["decoder.onnx", "decoder_shared.onnx", "encoder.onnx"], "only the files present are reported");
     let objects = vec![proto::ObjectPrompt { object_id: 1, points: vec![point(100.0, 100.0, true)], r#box: None }];
     client.segment(request(encoded("small.png"), objects, proto::MaskFormat::CocoRle, false)).await.expect("fp32 serves");
     server.shutdown().await.unwrap();

@@ -158,6 +158,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     let mut client = SegmenterClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
     let info = client.get_model_info(proto::GetModelInfoRequest {}).await?.into_inner();
     println!("model: {} ({}, {}) on {}", info.name, info.provenance, info.provenance_detail, info.execution_provider);
+    if !info.checkpoint_url.is_empty() {
+        println!("checkpoint: downloaded from {} (sha256 {})", info.checkpoint_url, info.checkpoint_sha256);
+    }
     if !info.meaningful_masks {
         println!("note: random-init weights; the masks below are meaningless (export the official checkpoint for real masks)");
     }

@@ -16,6 +16,9 @@ pub struct Provenance {
     pub seed: Option<u64>,
     #[serde(default)]
     pub checkpoint_sha256: Option<String>,
+    /// Where the checkpoint was downloaded from, when it was.
+    #[serde(default)]
+    pub checkpoint_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -205,5 +205,7 @@ pub fn model_info(manifest: &Manifest, state: &EngineState, onnxruntime_version:
         data_path,
         precision,
         encoder_max_batch: max_batch,
+        checkpoint_sha256: manifest.provenance.checkpoint_sha256.clone().unwrap_or_default(),
+        checkpoint_url: manifest.provenance.checkpoint_url.clone().unwrap_or_default(),
     }
 }

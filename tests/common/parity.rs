@@ -1,6 +1,8 @@
 //! The parity fixtures `models/export.py --parity-fixtures` writes (images, prompts and the
 //! official SamPredictor's full-resolution logits) and the measures the contract uses.
 
+use std::path::Path;
+
 use opencv::core::Mat;
 use samstream::model::{BoxPrompt, ObjectPrompt, PointPrompt, PromptLabel};
 use serde::Deserialize;
@@ -33,7 +35,12 @@ pub struct Case {
 }
 
 pub fn load_cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(super::parity_dir().join("cases.json")).expect("cases.json from models/export.py --parity-fixtures");
+    load_cases_in(&super::parity_dir())
+}
+
+/// The cases of the fixtures in `dir` (a model directory's `parity/`).
+pub fn load_cases_in(dir: &Path) -> Vec<Case> {
+    let text = std::fs::read_to_string(dir.join("cases.json")).expect("cases.json from models/export.py --parity-fixtures");
     serde_json::from_str::<Cases>(&text).expect("valid cases.json").cases
 }
 
@@ -46,7 +53,11 @@ pub fn read_rgb(file: &str) -> Mat {
 
 /// The reference logits of every returned token, `[tokens, height, width]` row-major.
 pub fn read_logits(case: &Case) -> Vec<f32> {
-    let bytes = std::fs::read(super::parity_dir().join(&case.logits_file)).expect("logits file");
+    read_logits_in(&super::parity_dir(), case)
+}
+
+pub fn read_logits_in(dir: &Path, case: &Case) -> Vec<f32> {
+    let bytes = std::fs::read(dir.join(&case.logits_file)).expect("logits file");
     let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
     assert_eq!(values.len(), case.logits_shape.iter().product::<usize>(), "{}: logits size", case.name);
     values
