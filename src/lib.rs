@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod mask;

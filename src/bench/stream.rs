@@ -149,8 +149,9 @@ pub(super) async fn bench_churn(args: &BenchArgs) -> anyhow::Result<(Tally, f64)
                         proto::StreamStart { source: Some(proto::stream_start::Source::SourceName(source.clone())), ..Default::default() };
                     let outcome = async {
                         let (requests, outbound) = mpsc::channel(1);
+                        let call = crate::cluster::with_affinity(&start, ReceiverStream::new(outbound));
                         requests.send(request(Req::Start(start))).await?;
-                        let mut responses = client.stream_segment(ReceiverStream::new(outbound)).await?.into_inner();
+                        let mut responses = client.stream_segment(call).await?.into_inner();
                         tokio::time::timeout(Duration::from_secs(30), responses.message()).await.context("no first message")??;
                         anyhow::Ok(())
                     }

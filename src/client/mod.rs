@@ -6,6 +6,7 @@
 mod live;
 pub mod overlay;
 mod prompts;
+mod reconnect;
 mod session;
 
 use std::path::PathBuf;

@@ -141,6 +141,8 @@ pub fn event(event: SessionEvent) -> proto::StreamEvent {
         EventKind::Rejected => proto::EventKind::Rejected,
         EventKind::ShuttingDown => proto::EventKind::ShuttingDown,
         EventKind::FramesSkipped => proto::EventKind::FramesSkipped,
+        EventKind::SourceMoved => proto::EventKind::SourceMoved,
+        EventKind::Heartbeat => proto::EventKind::Heartbeat,
     };
     proto::StreamEvent { kind: kind as i32, message: event.message }
 }
@@ -158,6 +160,7 @@ pub fn source_info(source: SourceInfo) -> proto::SourceInfo {
     let kind = match source.spec {
         SourceSpec::File { .. } => proto::SourceKind::File,
         SourceSpec::Camera { .. } => proto::SourceKind::Camera,
+        SourceSpec::Rtsp { .. } => proto::SourceKind::Rtsp,
         SourceSpec::Network { .. } => proto::SourceKind::Network,
         SourceSpec::Gstreamer { .. } => proto::SourceKind::Gstreamer,
     };
@@ -170,6 +173,7 @@ pub fn source_info(source: SourceInfo) -> proto::SourceInfo {
         SourceStatus::Failed => proto::SourceStatus::Failed,
     };
     proto::SourceInfo {
+        location: source.spec.describe(),
         name: source.name,
         kind: kind as i32,
         status: status as i32,

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 pub use segmenter::Segmenter;
 pub use status::ApiError;
 
+use crate::cluster::ownership::Handover;
 use crate::config::ServeConfig;
 use crate::engine::Engine;
 use crate::pipeline::Pipeline;
@@ -67,6 +68,21 @@ impl RunningServer {
     }
 }
 
+/// This replica's address among its peers, when it has peers: --advertise-addr, else the
+/// address it listens on (which must then be a specific one).
+fn cluster_address(config: &ServeConfig, bound: SocketAddr) -> anyhow::Result<Option<String>> {
+    if !config.cluster.enabled() {
+        return Ok(None);
+    }
+    match &config.cluster.advertise_addr {
+        Some(addr) => Ok(Some(addr.clone())),
+        None if bound.ip().is_unspecified() => {
+            anyhow::bail!("with --peer or --peers-dns and a wildcard --listen ({bound}), set --advertise-addr to this replica's ip:port")
+        }
+        None => Ok(Some(bound.to_string())),
+    }
+}
+
 /// Binds `config.listen`, starts loading the model on the inference thread and serves at once:
 /// health reports NOT_SERVING until the model is loaded and warmed up.
 pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<RunningServer> {
@@ -84,11 +100,23 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
     let (metrics_addr, metrics_task) = startup::serve_metrics(&config).await?.unzip();
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let replica = cluster_address(&config, addr)?;
+    let cluster_task = replica.clone().map(|me| {
+        let handover = Handover {
+            hub: hub.clone(),
+            membership: crate::cluster::membership::watch(&config.cluster),
+            me,
+            ring_min_size: config.cluster.ring_min_size,
+            grace: Duration::from_secs_f64(config.cluster.handover_grace_secs),
+            every: Duration::from_millis(config.cluster.peer_check_ms),
+        };
+        tokio::spawn(handover.run())
+    });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let serving = startup::report_health(engine.clone(), health.clone()).await;
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
-    let segmenter = SegmenterServer::new(Segmenter::new(&config, pipeline, hub, manifest, closing))
+    let segmenter = SegmenterServer::new(Segmenter::new(&config, pipeline, hub, manifest, closing, replica))
         .max_decoding_message_size(config.limits.max_message_bytes)
         .max_encoding_message_size(config.limits.max_message_bytes);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -96,8 +124,8 @@ pub async fn start(config: ServeConfig, shutdown_signal: impl Future<Output = ()
     let served = startup::serve(&config, health_service, segmenter, listener, stop)?;
     let task = tokio::spawn(async move {
         let result = served.await;
-        if let Some(metrics) = metrics_task {
-            metrics.abort();
+        for task in metrics_task.into_iter().chain(cluster_task) {
+            task.abort();
         }
         result
     });

@@ -41,6 +41,7 @@ impl Segmenter {
         hub: Arc<SourceHub>,
         manifest: Arc<Manifest>,
         closing: tokio::sync::watch::Receiver<bool>,
+        replica: Option<String>,
     ) -> Self {
         let image_limits = config.limits.image_limits();
         let prompt_limits = config.limits.prompt_limits();
@@ -53,6 +54,8 @@ impl Segmenter {
             prompt_limits,
             image_limits,
             max_everything_prompts: config.limits.max_everything_prompts,
+            replica,
+            heartbeat: (config.stream_heartbeat_secs > 0.0).then(|| std::time::Duration::from_secs_f64(config.stream_heartbeat_secs)),
         };
         Self {
             pipeline,
@@ -141,7 +144,8 @@ impl proto::segmenter_server::Segmenter for Segmenter {
     type StreamSegmentStream = ResponseStream;
 
     async fn stream_segment(&self, request: Request<tonic::Streaming<proto::StreamRequest>>) -> Result<Response<ResponseStream>, Status> {
-        self.streams.start(request.into_inner()).await.map(Response::new)
+        let affinity = request.metadata().get(crate::cluster::AFFINITY_HEADER).cloned();
+        self.streams.start(affinity.as_ref(), request.into_inner()).await.map(Response::new)
     }
 
     async fn list_sources(&self, _request: Request<proto::ListSourcesRequest>) -> Result<Response<proto::ListSourcesResponse>, Status> {

@@ -101,7 +101,7 @@ impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
         match e {
             SessionError::Pipeline(e) => e.into(),
-            SessionError::ShuttingDown => Self::Unavailable(e.to_string()),
+            SessionError::ShuttingDown | SessionError::Moved(_) => Self::Unavailable(e.to_string()),
         }
     }
 }

@@ -15,7 +15,7 @@ use super::source::{Running, Source};
 use crate::engine::EncodedFrame;
 use crate::pipeline::Pipeline;
 use crate::telemetry::metrics::ACTIVE_SOURCES;
-use crate::video::{Grabber, SourceConfig, SourceEvent, SourceSpec, SourceState};
+use crate::video::{Grabber, SourceConfig, SourceEvent, SourceSpec, SourceState, redact_userinfo, without_userinfo};
 
 /// What ListSources reports of a configured source.
 #[derive(Debug, Clone)]
@@ -48,6 +48,8 @@ pub struct Subscription {
     pub frames: watch::Receiver<Option<Arc<EncodedFrame>>>,
     pub events: broadcast::Receiver<SourceEvent>,
     pub state: watch::Receiver<SourceState>,
+    /// Some(reason) once the source moved to another replica (`SourceHub::evict`).
+    pub moved: watch::Receiver<Option<String>>,
     running: Arc<Running>,
     viewer: u64,
 }
@@ -58,8 +60,8 @@ impl Drop for Subscription {
     }
 }
 
-fn source(config: SourceConfig) -> Arc<Source> {
-    Arc::new(Source { config, state: watch::channel(SourceState::default()).0, running: Mutex::new(None) })
+fn source(config: SourceConfig, key: String) -> Arc<Source> {
+    Arc::new(Source { config, key, state: watch::channel(SourceState::default()).0, running: Mutex::new(None) })
 }
 
 impl SourceHub {
@@ -67,7 +69,7 @@ impl SourceHub {
         Self {
             pipeline,
             grace,
-            configured: sources.into_iter().map(source).collect(),
+            configured: sources.into_iter().map(|config| source(config.clone(), config.name)).collect(),
             adhoc: Mutex::new(HashMap::new()),
             next_viewer: AtomicU64::new(1),
         }
@@ -78,6 +80,30 @@ impl SourceHub {
             .iter()
             .map(|s| SourceInfo { name: s.config.name.clone(), spec: s.config.spec.clone(), state: *s.state.borrow() })
             .collect()
+    }
+
+    /// The affinity keys of the sources running now (configured and client URIs).
+    pub fn running_keys(&self) -> Vec<String> {
+        let adhoc = self.adhoc.lock().expect("adhoc lock").values().cloned().collect::<Vec<_>>();
+        self.configured
+            .iter()
+            .chain(adhoc.iter())
+            .filter(|s| s.running.lock().expect("running lock").is_some())
+            .map(|s| s.key.clone())
+            .collect()
+    }
+
+    /// Stops the running source with affinity key `key` at once, ending its viewers' streams
+    /// with `reason` (another replica serves it now); returns how many viewers were told. A
+    /// viewer that comes back here later starts it afresh.
+    pub fn evict(&self, key: &str, reason: &str) -> usize {
+        let adhoc = self.adhoc.lock().expect("adhoc lock").values().cloned().collect::<Vec<_>>();
+        let Some(entry) = self.configured.iter().chain(adhoc.iter()).find(|s| s.key == key).cloned() else { return 0 };
+        let Some(running) = entry.running.lock().expect("running lock").take() else { return 0 };
+        running.moved.send_replace(Some(reason.to_string()));
+        running.grabber.stop();
+        tracing::warn!(source = %entry.config.name, %reason, "source handed over");
+        running.viewer_count()
     }
 
     /// Joins the configured source `name`, starting it if nobody watches it yet.
@@ -95,11 +121,13 @@ impl SourceHub {
             .expect("adhoc lock")
             .entry(uri.to_string())
             .or_insert_with(|| {
-                source(SourceConfig {
-                    name: format!("uri:{uri}"),
-                    spec: SourceSpec::Network { url: uri.into() },
+                // The name appears in logs and metrics labels: no credentials.
+                let config = SourceConfig {
+                    name: format!("uri:{}", redact_userinfo(uri)),
+                    spec: SourceSpec::for_uri(uri),
                     reconnect: Default::default(),
-                })
+                };
+                source(config, without_userinfo(uri))
             })
             .clone();
         self.join(source, max_fps)
@@ -123,6 +151,7 @@ impl SourceHub {
             frames: running.encoded.clone(),
             events: running.grabber.events.subscribe(),
             state: entry.state.subscribe(),
+            moved: running.moved.subscribe(),
             running,
             viewer,
         })
@@ -133,7 +162,7 @@ impl SourceHub {
             .map_err(|e| HubError::Start { name: entry.config.name.clone(), reason: e.to_string() })?;
         let (encoded_tx, encoded) = watch::channel(None);
         let raw = grabber.frames.clone();
-        let running = Arc::new(Running { grabber, encoded, viewers: Mutex::new(HashMap::new()) });
+        let running = Arc::new(Running { grabber, encoded, viewers: Mutex::new(HashMap::new()), moved: watch::channel(None).0 });
         let pump = Pump { source: entry.clone(), running: running.clone(), pipeline: self.pipeline.clone(), grace: self.grace };
         metrics::gauge!(ACTIVE_SOURCES).increment(1.0);
         tracing::info!(source = %entry.config.name, spec = %entry.config.spec.describe(), "source started");

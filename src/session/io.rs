@@ -74,6 +74,10 @@ pub enum EventKind {
     Rejected,
     ShuttingDown,
     FramesSkipped,
+    /// Another replica serves the source now; the stream ends (UNAVAILABLE) right after.
+    SourceMoved,
+    /// Nothing else was sent for a while: keeps proxies from cutting an idle stream.
+    Heartbeat,
 }
 
 #[derive(Debug, Clone)]
@@ -89,4 +93,7 @@ pub enum SessionError {
     Pipeline(#[from] PipelineError),
     #[error("the server is shutting down; reconnect to another instance")]
     ShuttingDown,
+    /// Reconnect (through the proxy) to follow the source.
+    #[error("{0}")]
+    Moved(String),
 }

@@ -3,7 +3,7 @@
 //! frame's cached embedding, and ends as soon as the client goes away. Frames come from a
 //! `Feed`: a shared server-side source, or the frames the client pushes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, watch};
@@ -36,6 +36,10 @@ pub struct SessionConfig {
     pub image_limits: ImageLimits,
     /// Turns true when the server starts shutting down.
     pub closing: watch::Receiver<bool>,
+    /// This replica as the proxy knows it, named in the STARTED event (None: a single server).
+    pub replica: Option<String>,
+    /// Send a heartbeat event when nothing else went out for this long (None: never).
+    pub heartbeat: Option<Duration>,
 }
 
 /// The live automatic mode.
@@ -93,6 +97,7 @@ pub async fn run_session(
                 interval,
                 next_allowed: Instant::now(),
                 events_open: true,
+                moved_open: true,
                 first_seq: None,
                 processed: 0,
                 dropped: 0,
@@ -116,6 +121,7 @@ pub async fn run_session(
         last_frame: None,
         auto_ids: AutoIds::default(),
         frames_seen: 0,
+        last_sent: Mutex::new(Instant::now()),
     };
     async move {
         let result = session.run(feed, inputs).await;
@@ -140,6 +146,9 @@ struct Session {
     auto_ids: AutoIds,
     /// Frames processed (prompt updates aside), for the automatic mode's cadence.
     frames_seen: u64,
+    /// When the session last sent anything, for heartbeats (a Mutex, not a Cell: the session future
+    /// must be Send).
+    last_sent: Mutex<Instant>,
 }
 
 /// Why a session stops early.
@@ -164,6 +173,8 @@ enum Next {
     Rejected(String),
     /// The source ended; its last events are passed on, then the stream closes.
     Ended(Vec<SessionEvent>),
+    /// Another replica owns the source now; the stream ends with this reason.
+    Moved(String),
     /// Nothing to answer (a throttle ran out, a lagging event stream, an encode started).
     Idle,
 }
@@ -175,6 +186,8 @@ enum Feed {
 
 struct SharedFeed {
     sub: Subscription,
+    /// False once the source's hand-over channel closed (the source stopped here).
+    moved_open: bool,
     /// The viewer's max_fps as the least time between two processed frames.
     interval: Option<Duration>,
     next_allowed: Instant,
@@ -237,6 +250,17 @@ impl SharedFeed {
     async fn next(&mut self) -> Next {
         let throttled = Instant::now() < self.next_allowed;
         tokio::select! {
+            biased;
+            changed = self.sub.moved.changed(), if self.moved_open => {
+                if changed.is_err() {
+                    self.moved_open = false;
+                    return Next::Idle;
+                }
+                match self.sub.moved.borrow_and_update().clone() {
+                    Some(reason) => Next::Moved(reason),
+                    None => Next::Idle,
+                }
+            }
             event = self.sub.events.recv(), if self.events_open => match event {
                 Ok(e) => Next::Event(source_event(e.kind, e.message)),
                 Err(broadcast::error::RecvError::Lagged(_)) => Next::Idle,
@@ -295,6 +319,14 @@ impl ClientFeed {
     }
 }
 
+/// Resolves when a heartbeat is due: `every` after the last message sent; never without one.
+async fn heartbeat_due(every: Option<Duration>, last_sent: Instant) {
+    match every {
+        Some(every) => tokio::time::sleep_until((last_sent + every).into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn source_event(kind: SourceEventKind, message: String) -> SessionEvent {
     let kind = match kind {
         SourceEventKind::Connected => EventKind::SourceConnected,
@@ -311,7 +343,8 @@ impl Session {
         match &feed {
             Feed::Shared(shared) => {
                 let name = shared.sub.name.clone();
-                self.event(EventKind::Started, format!("source {name}")).await?;
+                let replica = self.config.replica.as_ref().map(|r| format!(" on replica {r}")).unwrap_or_default();
+                self.event(EventKind::Started, format!("source {name}{replica}")).await?;
                 if shared.sub.state.borrow().status == SourceStatus::Connected {
                     self.event(EventKind::SourceConnected, format!("source {name} is connected")).await?;
                 }
@@ -346,8 +379,15 @@ impl Session {
                         }
                         return Ok(());
                     }
+                    Next::Moved(reason) => {
+                        self.event(EventKind::SourceMoved, reason.clone()).await?;
+                        return Err(Stop::Fail(SessionError::Moved(reason)));
+                    }
                     Next::Idle => {}
                 },
+                () = heartbeat_due(self.config.heartbeat, self.last_sent()) => {
+                    self.event(EventKind::Heartbeat, "nothing else to send").await?;
+                }
             }
             if feed.done(inputs_open) {
                 return Ok(());
@@ -357,7 +397,13 @@ impl Session {
 
     async fn send(&self, output: SessionOutput) -> Result<(), Stop> {
         // A slow reader blocks the session here: frames pile up nowhere, they are skipped.
-        self.tx.send(Ok(output)).await.map_err(|_| Stop::ClientGone)
+        self.tx.send(Ok(output)).await.map_err(|_| Stop::ClientGone)?;
+        *self.last_sent.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        Ok(())
+    }
+
+    fn last_sent(&self) -> Instant {
+        *self.last_sent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn event(&self, kind: EventKind, message: impl Into<String>) -> Result<(), Stop> {

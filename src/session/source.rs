@@ -15,6 +15,8 @@ pub(super) struct Running {
     pub encoded: watch::Receiver<Option<Arc<EncodedFrame>>>,
     /// Viewer id -> its max_fps (0 = as fast as possible).
     pub viewers: Mutex<HashMap<u64, f32>>,
+    /// Set when another replica now owns the source: its viewers' streams end with the reason.
+    pub moved: watch::Sender<Option<String>>,
 }
 
 impl Running {
@@ -32,6 +34,9 @@ impl Running {
 /// A source the hub knows, running or not.
 pub(super) struct Source {
     pub config: SourceConfig,
+    /// What a consistent-hash proxy routes its streams by: the configured name, or the URI
+    /// without credentials (the `x-samstream-source` header's value).
+    pub key: String,
     pub state: watch::Sender<SourceState>,
     pub running: Mutex<Option<Arc<Running>>>,
 }

@@ -23,6 +23,9 @@ pub const REQUESTS_REFUSED: &str = "samstream_requests_refused_total";
 pub const ENCODER_BATCHED_IMAGES: &str = "samstream_encoder_batched_images_total";
 pub const ENCODER_BATCHES: &str = "samstream_encoder_batches_total";
 pub const RESIDENT_MEMORY: &str = "samstream_process_resident_memory_bytes";
+pub const CLUSTER_PEERS_HEALTHY: &str = "samstream_cluster_peers_healthy";
+pub const SOURCES_HANDED_OVER: &str = "samstream_sources_handed_over_total";
+pub const AFFINITY_HEADER_MISSING: &str = "samstream_affinity_header_missing_total";
 
 /// Seconds; from 1 ms (decoder on a GPU) to 10 s (a queued encoder on a slow CPU).
 const DURATION_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -55,6 +58,12 @@ pub fn handle() -> &'static PrometheusHandle {
             "Encoder runs by batch size, warm-up included (every size up to the max runs once at start)"
         );
         metrics::describe_gauge!(RESIDENT_MEMORY, metrics::Unit::Bytes, "Resident set size of the server process");
+        metrics::describe_gauge!(CLUSTER_PEERS_HEALTHY, "Replicas (this one included) passing their health checks, as this one sees them");
+        metrics::describe_counter!(SOURCES_HANDED_OVER, "Sources stopped here because another replica owns them now (SOURCE_MOVED)");
+        metrics::describe_counter!(
+            AFFINITY_HEADER_MISSING,
+            "Streams naming a server-side source without the x-samstream-source header (a proxy cannot keep their viewers together)"
+        );
         handle
     })
 }

@@ -31,6 +31,9 @@ impl UriAllowlist {
         if uri.chars().any(char::is_control) || uri.contains(' ') {
             return Err("the URI contains whitespace or control characters".into());
         }
+        if uri.contains(['"', '\\']) {
+            return Err("the URI contains quotes or backslashes, which a URI must percent-encode".into());
+        }
         if is_link_local_host(uri) {
             return Err("link-local and cloud metadata addresses are never allowed".into());
         }
@@ -108,6 +111,7 @@ mod tests {
         let strict = UriAllowlist::new(vec!["rtsp://cams.example/*".into()]);
         assert!(strict.check("rtsp://elsewhere/1").is_err());
         assert!(UriAllowlist::default().check("rtsp://cams.example/1").is_err());
+        assert!(list.check("rtsp://cams.example/1\"!filesink").unwrap_err().contains("quotes"), "no way out of a quoted pipeline property");
         for metadata in ["http://169.254.169.254/latest/meta-data", "http://user@[fe80::1]:80/x", "http://metadata.google.internal/"] {
             assert!(list.check(metadata).is_err(), "{metadata}");
         }

@@ -9,9 +9,16 @@
 //!
 //! [[source]]
 //! name = "gate"
-//! kind = "network"                   # RTSP, HTTP(S), TCP, UDP: anything FFmpeg opens
-//! url = "rtsp://10.0.0.7/stream1"
+//! kind = "rtsp"                      # an RTSP camera, through GStreamer's rtspsrc
+//! url = "rtsp://user:password@10.0.0.7/stream1"
+//! transport = "tcp"                  # tcp (default) | udp
+//! latency_ms = 0                     # jitter buffer; 0 = none beyond what decoding needs
 //! reconnect = { initial_ms = 250, max_ms = 8000, max_attempts = 0 }   # 0 = forever
+//!
+//! [[source]]
+//! name = "feed"
+//! kind = "network"                   # HTTP(S), TCP, UDP, RTMP, ...: anything FFmpeg opens
+//! url = "http://10.0.0.8/live.ts"
 //!
 //! [[source]]
 //! name = "bench-cam"
@@ -29,10 +36,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::rtsp::RtspTransport;
+use super::uri::redact_userinfo;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceSpec {
     File { path: PathBuf, looping: bool },
     Camera { device: String },
+    Rtsp { url: String, transport: RtspTransport, latency_ms: u32 },
     Network { url: String },
     Gstreamer { pipeline: String },
 }
@@ -43,12 +54,22 @@ impl SourceSpec {
         !matches!(self, SourceSpec::File { .. })
     }
 
-    /// For logs and events; the pipeline or URL as configured.
+    /// A client URI's source: RTSP cameras over TCP, anything else through FFmpeg.
+    pub fn for_uri(uri: &str) -> Self {
+        let scheme = uri.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("rtsp" | "rtsps") => SourceSpec::Rtsp { url: uri.into(), transport: RtspTransport::Tcp, latency_ms: 0 },
+            _ => SourceSpec::Network { url: uri.into() },
+        }
+    }
+
+    /// For logs, events and ListSources: the location as configured, credentials redacted.
     pub fn describe(&self) -> String {
         match self {
             SourceSpec::File { path, looping } => format!("file {}{}", path.display(), if *looping { " (looping)" } else { "" }),
             SourceSpec::Camera { device } => format!("camera {device}"),
-            SourceSpec::Network { url } => format!("network {url}"),
+            SourceSpec::Rtsp { url, transport, .. } => format!("rtsp {} over {}", redact_userinfo(url), transport.label()),
+            SourceSpec::Network { url } => format!("network {}", redact_userinfo(url)),
             SourceSpec::Gstreamer { pipeline } => format!("gstreamer {pipeline}"),
         }
     }
@@ -90,6 +111,7 @@ pub struct SourceConfig {
 enum Kind {
     File,
     Camera,
+    Rtsp,
     Network,
     Gstreamer,
 }
@@ -105,6 +127,8 @@ struct SourceTable {
     looping: bool,
     device: Option<String>,
     url: Option<String>,
+    transport: Option<RtspTransport>,
+    latency_ms: Option<u32>,
     pipeline: Option<String>,
     #[serde(default)]
     reconnect: Backoff,
@@ -116,11 +140,23 @@ impl TryFrom<SourceTable> for SourceConfig {
     fn try_from(t: SourceTable) -> anyhow::Result<Self> {
         let name = t.name;
         let required = |value: Option<String>, field: &str| value.ok_or_else(|| anyhow::anyhow!("source {name:?}: `{field}` is required"));
+        if !matches!(t.kind, Kind::Rtsp) && (t.transport.is_some() || t.latency_ms.is_some()) {
+            anyhow::bail!("source {name:?}: `transport` and `latency_ms` apply to rtsp sources only");
+        }
         let spec = match t.kind {
             Kind::File => {
                 SourceSpec::File { path: t.path.ok_or_else(|| anyhow::anyhow!("source {name:?}: `path` is required"))?, looping: t.looping }
             }
             Kind::Camera => SourceSpec::Camera { device: required(t.device, "device")? },
+            Kind::Rtsp => {
+                let url = required(t.url, "url")?;
+                anyhow::ensure!(
+                    url.to_ascii_lowercase().starts_with("rtsp://") || url.to_ascii_lowercase().starts_with("rtsps://"),
+                    "source {name:?}: an rtsp source's url starts with rtsp:// or rtsps://"
+                );
+                super::rtsp::pipeline(&url, RtspTransport::Tcp, 0).map_err(|e| anyhow::anyhow!("source {name:?}: {e}"))?;
+                SourceSpec::Rtsp { url, transport: t.transport.unwrap_or_default(), latency_ms: t.latency_ms.unwrap_or(0) }
+            }
             Kind::Network => SourceSpec::Network { url: required(t.url, "url")? },
             Kind::Gstreamer => SourceSpec::Gstreamer { pipeline: required(t.pipeline, "pipeline")? },
         };
@@ -177,10 +213,26 @@ mod tests {
             name = "d"
             kind = "camera"
             device = "0"
+            [[source]]
+            name = "e"
+            kind = "rtsp"
+            url = "rtsp://cam:pw@10.0.0.7/s1"
+            [[source]]
+            name = "f"
+            kind = "rtsp"
+            url = "rtsp://10.0.0.8/s1"
+            transport = "udp"
+            latency_ms = 40
             "#,
         )
         .unwrap();
-        assert_eq!(sources.len(), 4);
+        assert_eq!(sources.len(), 6);
+        assert_eq!(
+            sources[4].spec,
+            SourceSpec::Rtsp { url: "rtsp://cam:pw@10.0.0.7/s1".into(), transport: RtspTransport::Tcp, latency_ms: 0 }
+        );
+        assert_eq!(sources[5].spec, SourceSpec::Rtsp { url: "rtsp://10.0.0.8/s1".into(), transport: RtspTransport::Udp, latency_ms: 40 });
+        assert_eq!(sources[4].spec.describe(), "rtsp rtsp://cam:***@10.0.0.7/s1 over TCP");
         assert_eq!(sources[0].spec, SourceSpec::File { path: "/v.mp4".into(), looping: true });
         assert_eq!(sources[1].reconnect, Backoff { initial_ms: 100, max_ms: 400, max_attempts: 0 });
         assert!(!sources[0].spec.is_live() && sources[1].spec.is_live());
@@ -193,6 +245,17 @@ mod tests {
         assert!(parse_sources("[[source]]\nname='a'\nkind='camera'\ndevice='0'\ncolour='red'\n").is_err());
         assert!(parse_sources("[[source]]\nname='a'\nkind='satellite'\n").is_err());
         assert!(parse_sources("[[source]]\nname='a'\nkind='network'\n").is_err(), "network needs a url");
+        let udp_file = "[[source]]\nname='a'\nkind='file'\npath='/v.mp4'\ntransport='udp'\n";
+        assert!(parse_sources(udp_file).unwrap_err().to_string().contains("rtsp sources only"));
+        assert!(parse_sources("[[source]]\nname='a'\nkind='rtsp'\nurl='http://x/y'\n").is_err(), "rtsp needs rtsp://");
+        assert!(parse_sources("[[source]]\nname='a'\nkind='rtsp'\nurl='rtsp://x/y'\ntransport='quic'\n").is_err());
+    }
+
+    #[test]
+    fn client_uris_pick_their_reader_by_scheme() {
+        assert!(matches!(SourceSpec::for_uri("RTSP://cam/s"), SourceSpec::Rtsp { transport: RtspTransport::Tcp, .. }));
+        assert!(matches!(SourceSpec::for_uri("http://cam/s.ts"), SourceSpec::Network { .. }));
+        assert_eq!(SourceSpec::for_uri("http://u:p@cam/s.ts").describe(), "network http://u:***@cam/s.ts");
     }
 
     #[test]

@@ -280,6 +280,9 @@ fn open(spec: &SourceSpec) -> Result<VideoCapture, String> {
             Ok(index) => VideoCapture::new(index, videoio::CAP_ANY),
             Err(_) => VideoCapture::from_file(device, videoio::CAP_V4L2),
         },
+        SourceSpec::Rtsp { url, transport, latency_ms } => {
+            VideoCapture::from_file(&super::rtsp::pipeline(url, *transport, *latency_ms)?, videoio::CAP_GSTREAMER)
+        }
         SourceSpec::Gstreamer { pipeline } => VideoCapture::from_file(pipeline, videoio::CAP_GSTREAMER),
     }
     .map_err(|e| e.message)?;

@@ -2,8 +2,12 @@
 
 #![allow(dead_code)]
 
+pub mod envoy;
 pub mod parity;
+pub mod process;
+pub mod rtsp;
 pub mod stream;
+pub mod viewer;
 
 use std::path::PathBuf;
 

@@ -7,6 +7,7 @@ mod inbound;
 mod outbound;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Status;
@@ -17,9 +18,11 @@ pub use outbound::ResponseStream;
 use super::limit::Limit;
 use super::status::{ApiError, transport_status};
 use super::validate::{self, PromptLimits};
+use crate::cluster::{AFFINITY_HEADER, start_key};
 use crate::pipeline::Pipeline;
 use crate::proto;
 use crate::session::{AutoMode, FrameSlot, SessionConfig, SessionSource, SourceHub, run_session};
+use crate::telemetry::metrics::AFFINITY_HEADER_MISSING;
 use crate::video::{ImageLimits, UriAllowlist};
 
 /// Session inputs waiting for the session (prompt updates, rejections); frames wait in a slot.
@@ -38,11 +41,19 @@ pub struct Streams {
     pub prompt_limits: PromptLimits,
     pub image_limits: ImageLimits,
     pub max_everything_prompts: usize,
+    /// This replica as the proxy knows it (None: a single server).
+    pub replica: Option<String>,
+    pub heartbeat: Option<Duration>,
 }
 
 impl Streams {
-    /// Validates the stream's first message, resolves its source and starts the session.
-    pub async fn start(&self, mut requests: tonic::Streaming<proto::StreamRequest>) -> Result<ResponseStream, Status> {
+    /// Validates the stream's first message (and the affinity header a proxy routed it by,
+    /// `affinity`), resolves its source and starts the session.
+    pub async fn start(
+        &self,
+        affinity: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+        mut requests: tonic::Streaming<proto::StreamRequest>,
+    ) -> Result<ResponseStream, Status> {
         use proto::stream_request::Msg;
         use proto::stream_start::Source;
         let first = requests.message().await.map_err(transport_status)?;
@@ -60,6 +71,7 @@ impl Streams {
         if !start.max_fps.is_finite() || start.max_fps < 0.0 {
             return Err(ApiError::invalid("start.max_fps", format!("must be a finite number >= 0, got {}", start.max_fps)).into());
         }
+        check_affinity(affinity, &start)?;
         let source = match start.source {
             None => return Err(ApiError::invalid("start.source", "one of source_name, client_frames or uri is required").into()),
             Some(Source::SourceName(name)) => SessionSource::Shared(self.hub.subscribe(&name, start.max_fps).map_err(ApiError::from)?),
@@ -92,6 +104,8 @@ impl Streams {
             max_objects: self.prompt_limits.max_objects,
             image_limits: self.image_limits,
             closing: self.closing.clone(),
+            replica: self.replica.clone(),
+            heartbeat: self.heartbeat,
         };
         let slot = match &source {
             SessionSource::ClientFrames(slot) => Some(slot.clone()),
@@ -109,5 +123,30 @@ impl Streams {
             drop(permit);
         });
         Ok(outbound::responses(outputs, failure))
+    }
+}
+
+/// A stream that names a server-side source should carry its key in `x-samstream-source`, so
+/// that a consistent-hash proxy sends all its viewers to one replica. A header that names
+/// another source would put the stream on the wrong replica: refused. A missing one is allowed
+/// (a single server needs none) but counted and logged.
+fn check_affinity(
+    header: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    start: &proto::StreamStart,
+) -> Result<(), ApiError> {
+    let Some(key) = start_key(start) else { return Ok(()) };
+    let Some(header) = header else {
+        metrics::counter!(AFFINITY_HEADER_MISSING).increment(1);
+        tracing::info!(%key, "stream without the {AFFINITY_HEADER} header: behind a consistent-hash proxy its viewers may land on different replicas");
+        return Ok(());
+    };
+    let value = header.to_str().map_err(|_| ApiError::invalid(AFFINITY_HEADER, "is not printable ASCII"))?;
+    if value == key {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            AFFINITY_HEADER,
+            format!("{value:?} does not match the stream's source key {key:?} (the source's name, or its URI without credentials)"),
+        ))
     }
 }
