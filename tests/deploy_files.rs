@@ -1,6 +1,7 @@
 //! deploy/ checked against the code by tests/support/check_deploy.py: manifests, Prometheus
 //! config, Grafana dashboard, Dockerfiles and compose file parse and name only metrics,
-//! environment variables and files that exist; the Kubernetes objects pass the API schemas
+//! environment variables and files that exist; Envoy, the headless Service and the replicas'
+//! peer settings agree; the Kubernetes objects pass the API schemas
 //! (kubernetes-validate, strict) and the compose file Docker Compose's own `config`. No cluster
 //! here, so the manifests are validated, not deployed; the images are built and run in
 //! tests/images.rs.
@@ -48,6 +49,8 @@ fn the_check_catches_broken_files() {
     edit("k8s/deployment.yaml", "SAMSTREAM_MAX_STREAMS", "SAMSTREAM_STREAM_LIMIT");
     edit("k8s/deployment.yaml", "replicas: 2", "replicas: two");
     edit("docker/compose.yaml", "stop_grace_period: 30s", "stop_grace_periods: 30s");
+    edit("envoy/envoy.yaml", "header_name: x-samstream-source", "header_name: x-camera");
+    edit("docker/compose.yaml", "SAMSTREAM_ADVERTISE_ADDR: 172.28.0.12:50051", "SAMSTREAM_ADVERTISE_ADDR: 172.28.0.11:50051");
     std::fs::write(copy.join("k8s/pdb.yaml"), "kind: [unclosed").unwrap();
     let (ok, report) = check(&copy);
     assert!(!ok, "{report}");
@@ -59,6 +62,9 @@ fn the_check_catches_broken_files() {
         "pdb.yaml",
         "Deployment/samstream is invalid for Kubernetes 1.27.0: 'two' is not of type 'integer'",
         "docker compose config (v2.40.3) refuses compose.yaml",
+        "envoy.yaml hashes on x-camera, the server's affinity header is x-samstream-source",
+        "k8s/envoy.yaml's ConfigMap differs from deploy/envoy/envoy.yaml",
+        "compose samstream-2 advertises another address than its own",
     ] {
         assert!(report.contains(expected), "no problem about {expected}:\n{report}");
     }

@@ -81,8 +81,12 @@ def check_kubernetes(k8s: Path, metrics: set[str], env: set[str]) -> None:
         check(grpc is not None and grpc.get("port") == ports.get("grpc"), f"{probe} must be a gRPC health probe on the grpc port")
     check("nvidia.com/gpu" in container.get("resources", {}).get("limits", {}), "Deployment asks for no nvidia.com/gpu")
     env_values = {e["name"]: e.get("value") for e in container.get("env", [])}
-    for name in env_values:
-        check(name in env, f"Deployment sets {name}, which samstream does not read")
+    # Variables from the downward API exist to be substituted into others: $(POD_IP).
+    referenced = {name for value in env_values.values() if value for name in re.findall(r"\$\((\w+)\)", value)}
+    for entry in container.get("env", []):
+        if "valueFrom" in entry and entry["name"] in referenced:
+            continue
+        check(entry["name"] in env, f"Deployment sets {entry['name']}, which samstream does not read")
     pre_stop = " ".join(container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", []))
     sleep = re.search(r"sleep (\d+)", pre_stop)
     check(sleep is not None, "Deployment has no preStop drain delay")
@@ -114,6 +118,85 @@ def check_kubernetes(k8s: Path, metrics: set[str], env: set[str]) -> None:
     for rule in rules["rules"]["custom"]:
         for name in metrics_in(rule["seriesQuery"]):
             check(name in metrics, f"prometheus-adapter rule reads {name}, which samstream does not export")
+
+
+def affinity_header(root: Path) -> str:
+    return re.search(r'AFFINITY_HEADER: &str = "([^"]+)"', (root / "src/cluster/mod.rs").read_text()).group(1)
+
+
+def envoy_facts(config: dict) -> dict:
+    """What the cluster pieces must agree on, from an Envoy config."""
+    listeners = {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
+    clusters = {cluster["name"]: cluster for cluster in config["static_resources"]["clusters"]}
+    manager = listeners["grpc"]["filter_chains"][0]["filters"][0]["typed_config"]
+    (route,) = manager["route_config"]["virtual_hosts"][0]["routes"]
+    samstream = clusters["samstream"]
+    (endpoint,) = samstream["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    address = endpoint["endpoint"]["address"]["socket_address"]
+    (health,) = samstream["health_checks"]
+    return {
+        "header": route["route"]["hash_policy"][0]["header"]["header_name"],
+        "route_timeout": route["route"].get("timeout"),
+        "lb_policy": samstream["lb_policy"],
+        "type": samstream["type"],
+        "upstream": f"{address['address']}:{address['port_value']}",
+        "grpc_health": "grpc_health_check" in health,
+        "no_traffic_interval": health.get("no_traffic_interval"),
+        "metrics_port": listeners["metrics"]["address"]["socket_address"]["port_value"],
+    }
+
+
+def check_cluster(root: Path, deploy: Path) -> None:
+    envoy_file = deploy / "envoy/envoy.yaml"
+    envoy = envoy_facts(yaml.safe_load(envoy_file.read_text()))
+    header = affinity_header(root)
+    check(envoy["header"] == header, f"envoy.yaml hashes on {envoy['header']}, the server's affinity header is {header}")
+    check(envoy["route_timeout"] == "0s", "envoy.yaml: the route must not time streams out (timeout: 0s)")
+    check(envoy["lb_policy"] in ("RING_HASH", "MAGLEV"), f"envoy.yaml balances with {envoy['lb_policy']}, not a consistent hash")
+    check(envoy["lb_policy"] == "RING_HASH", "the replicas compute Envoy's RING_HASH ring (src/cluster/ring.rs)")
+    check(envoy["type"] == "STRICT_DNS", "envoy.yaml: the replicas come from DNS (STRICT_DNS)")
+    check(envoy["grpc_health"], "envoy.yaml: health checks must use grpc.health.v1")
+    check(envoy["no_traffic_interval"] is not None, "envoy.yaml: without no_traffic_interval a returning replica is ignored for a minute")
+
+    docs = {}
+    for path in sorted((deploy / "k8s").glob("*.yaml")):
+        try:
+            for doc in yaml.safe_load_all(path.read_text()):
+                if isinstance(doc, dict) and "kind" in doc:
+                    docs[(doc["kind"], doc.get("metadata", {}).get("name"))] = doc
+        except yaml.YAMLError:
+            continue  # reported by the parse pass
+    config_map = docs.get(("ConfigMap", "samstream-envoy"))
+    check(config_map is not None, "k8s: no ConfigMap samstream-envoy")
+    if config_map:
+        check(config_map["data"].get("envoy.yaml") == envoy_file.read_text(), "k8s/envoy.yaml's ConfigMap differs from deploy/envoy/envoy.yaml")
+    headless = docs.get(("Service", "samstream-headless"))
+    check(headless is not None and headless["spec"].get("clusterIP") == "None", "k8s: no headless Service samstream-headless")
+    deployment = docs.get(("Deployment", "samstream"))
+    if headless and deployment:
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        check(headless["spec"]["selector"].items() <= pod_labels.items(), "the headless Service selects other pods")
+        port = headless["spec"]["ports"][0]["port"]
+        check(envoy["upstream"] == f"samstream-headless:{port}", f"envoy.yaml resolves {envoy['upstream']}, not the headless Service samstream-headless:{port}")
+        env_values = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        check(env_values.get("SAMSTREAM_PEERS_DNS") == envoy["upstream"], f"the replicas' SAMSTREAM_PEERS_DNS is not Envoy's upstream {envoy['upstream']}")
+        check(str(env_values.get("SAMSTREAM_ADVERTISE_ADDR", "")).endswith(f":{port}"), "SAMSTREAM_ADVERTISE_ADDR must be the pod's ip:port as Envoy sees it")
+    envoy_deployment = docs.get(("Deployment", "samstream-envoy"))
+    check(envoy_deployment is not None, "k8s: no Deployment samstream-envoy")
+    if envoy_deployment:
+        annotations = envoy_deployment["spec"]["template"]["metadata"].get("annotations", {})
+        check(annotations.get("prometheus.io/port") == str(envoy["metrics_port"]), "Envoy pods' prometheus.io/port is not its metrics listener")
+
+    compose = yaml.safe_load((deploy / "docker/compose.yaml").read_text())
+    replicas = {name: service for name, service in compose["services"].items() if name.startswith("samstream")}
+    check(len(replicas) >= 2 and "envoy" in compose["services"], "compose: Envoy and at least two replicas")
+    host = envoy["upstream"].split(":")[0]
+    for name, service in replicas.items():
+        network = service.get("networks", {}).get("samstream", {})
+        environment = service.get("environment", {})
+        check(host in network.get("aliases", []), f"compose {name} does not answer to {host}, Envoy's upstream")
+        check(environment.get("SAMSTREAM_PEERS_DNS") == envoy["upstream"], f"compose {name}: SAMSTREAM_PEERS_DNS is not {envoy['upstream']}")
+        check(environment.get("SAMSTREAM_ADVERTISE_ADDR") == f"{network.get('ipv4_address')}:{envoy['upstream'].split(':')[1]}", f"compose {name} advertises another address than its own")
 
 
 def check_kubernetes_schemas(k8s: Path) -> int:
@@ -161,14 +244,16 @@ def check_compose(compose_file: Path) -> None:
         print(f"docker compose config (v{version}) accepts {compose_file.name}")
 
 
-def check_prometheus(path: Path) -> None:
+def check_prometheus(path: Path, envoy_file: Path) -> None:
     config = yaml.safe_load(path.read_text())
     jobs = config.get("scrape_configs", [])
     check(bool(jobs) and all("job_name" in j for j in jobs), "prometheus.yml: scrape_configs without job names")
+    envoy_port = envoy_facts(yaml.safe_load(envoy_file.read_text()))["metrics_port"]
     for job in jobs:
+        port = envoy_port if job["job_name"] == "envoy" else 9090
         for static in job.get("static_configs", []):
             for target in static["targets"]:
-                check(target.endswith(":9090"), f"prometheus.yml target {target} is not samstream's metrics port 9090")
+                check(target.endswith(f":{port}"), f"prometheus.yml job {job['job_name']}: target {target} is not on port {port}")
 
 
 def check_grafana(path: Path, metrics: set[str]) -> None:
@@ -239,7 +324,8 @@ def main() -> int:
     check_kubernetes(deploy / "k8s", metrics, env)
     check_kubernetes_schemas(deploy / "k8s")
     check_compose(deploy / "docker/compose.yaml")
-    check_prometheus(deploy / "prometheus/prometheus.yml")
+    check_prometheus(deploy / "prometheus/prometheus.yml", deploy / "envoy/envoy.yaml")
+    check_cluster(args.root, deploy)
     check_grafana(deploy / "grafana/samstream-dashboard.json", metrics)
     check_docker(args.root, deploy / "docker", env)
     for problem in problems:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """deploy/envoy/envoy.yaml for replicas on loopback: the same listener, routes, hash policy,
-retries, health checks and load balancer, with only the addresses changed (the listener and
+retries, health checks and load balancer, with only the addresses changed (the listeners' and
 admin ports, and a STATIC list of replicas instead of the headless Service's DNS name).
 
     envoy_config.py ENVOY_YAML OUT --listen PORT --admin PORT --replica HOST:PORT [--replica ...]
@@ -25,8 +25,10 @@ args = parser.parse_args()
 
 config = yaml.safe_load(args.source.read_text())
 config["admin"]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": args.admin}
-(listener,) = config["static_resources"]["listeners"]
+listeners = {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
+listener = listeners["grpc"]
 listener["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": args.listen}
+listeners["metrics"]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": 0}
 for setting in args.set:
     key, value = setting.split("=", 1)
     if key != "stream_idle_timeout":
@@ -34,7 +36,10 @@ for setting in args.set:
     (chain,) = listener["filter_chains"]
     (manager,) = chain["filters"]
     manager["typed_config"][key] = value
-(cluster,) = config["static_resources"]["clusters"]
+clusters = {cluster["name"]: cluster for cluster in config["static_resources"]["clusters"]}
+(admin,) = clusters["envoy_admin"]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+admin["endpoint"]["address"]["socket_address"]["port_value"] = args.admin
+cluster = clusters["samstream"]
 cluster["type"] = "STATIC"
 for key in ("dns_lookup_family", "dns_refresh_rate"):
     cluster.pop(key, None)
