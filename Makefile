@@ -1,9 +1,11 @@
 # The README's commands, for those who type make.
-.PHONY: demo test bench images
+.PHONY: demo test bench bench-proxy images
 demo:
 	bash scripts/demo.sh
 test:
 	bash scripts/test.sh
+bench-proxy:
+	bash scripts/bench_proxy.sh
 bench:
 	bash scripts/bench.sh
 images:

@@ -38,6 +38,20 @@ pub(crate) fn record_stages(stages: &mut BTreeMap<&'static str, Vec<u64>>, t: &p
     }
 }
 
+/// Source results carry their frame's capture time (Unix µs when the grab returned, the server's
+/// clock; the same clock when client and server share a machine): "age" is capture to arrival
+/// here, "delivery" the part of it after the server's own stages from then on (its total less
+/// the grab): sending, proxies, the client's receiving.
+fn record_arrival(stages: &mut BTreeMap<&'static str, Vec<u64>>, result: &proto::FrameResult, timing: &proto::Timing) {
+    let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+    let age_us = now_us - result.timestamp_us;
+    if result.timestamp_us > 0 && age_us >= 0 {
+        stages.entry("age").or_default().push(age_us as u64);
+        let server_us = timing.total_us.saturating_sub(timing.capture_us) as i64;
+        stages.entry("delivery").or_default().push((age_us - server_us).max(0) as u64);
+    }
+}
+
 /// What one stream saw: result count, its last cumulative frames_dropped, errors, and every
 /// result's stage durations in microseconds.
 #[derive(Default)]
@@ -58,16 +72,15 @@ pub(crate) async fn one_stream(server: String, source: String, objects: Vec<prot
             return report;
         }
     };
-    let start = proto::StreamRequest {
-        msg: Some(Req::Start(proto::StreamStart { source: Some(proto::stream_start::Source::SourceName(source)), ..Default::default() })),
-    };
+    let start_message = proto::StreamStart { source: Some(proto::stream_start::Source::SourceName(source)), ..Default::default() };
+    let start = proto::StreamRequest { msg: Some(Req::Start(start_message.clone())) };
     let prompts =
         proto::StreamRequest { msg: Some(Req::Prompts(proto::PromptUpdate { upsert: objects, revision: 1, ..Default::default() })) };
     // The request side stays open until the deadline (dropping `requests` half-closes it).
     let (requests, outbound) = tokio::sync::mpsc::channel(2);
     let _ = requests.send(start).await;
     let _ = requests.send(prompts).await;
-    let outbound = tokio_stream::wrappers::ReceiverStream::new(outbound);
+    let outbound = crate::cluster::with_affinity(&start_message, tokio_stream::wrappers::ReceiverStream::new(outbound));
     let mut responses = match client.stream_segment(outbound).await {
         Ok(r) => r.into_inner(),
         Err(e) => {
@@ -84,6 +97,7 @@ pub(crate) async fn one_stream(server: String, source: String, objects: Vec<prot
                 report.frames_dropped = r.frames_dropped;
                 if let Some(t) = &r.timing {
                     record_stages(&mut report.stages, t);
+                    record_arrival(&mut report.stages, &r, t);
                 }
             }
             Ok(Ok(Some(proto::StreamResponse { msg: Some(Resp::Event(e)) }))) => {

@@ -354,3 +354,35 @@ async fn the_client_segments_everything_in_an_image_and_on_a_video() {
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_example_watches_a_server_side_source_with_the_affinity_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=5/1 ! videoconvert ! appsink";
+    let sources =
+        s::write_sources(dir.path(), &format!("[[source]]\nname = \"pattern\"\nkind = \"gstreamer\"\npipeline = \"{pattern}\"\n"));
+    let mut config = common::config();
+    config.video.sources = Some(sources);
+    let server = common::start_server(config).await;
+    let missing_before = s::metric_value("samstream_affinity_header_missing_total", "");
+    let output = tokio::task::spawn_blocking({
+        let addr = server.addr.to_string();
+        move || {
+            Command::new(common::python())
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/samstream_client.py"))
+                .args(["--server", &addr, "--source", "pattern", "--point", "160,120", "--max-frames", "3"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let results: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.len(), 3, "{stdout}");
+    assert!(results.windows(2).all(|w| w[1]["frame_id"].as_u64() > w[0]["frame_id"].as_u64()), "{stdout}");
+    assert_eq!(results[0]["size"], serde_json::json!([320, 240]));
+    let missing_after = s::metric_value("samstream_affinity_header_missing_total", "");
+    assert_eq!(missing_after, missing_before, "the example sent x-samstream-source");
+}

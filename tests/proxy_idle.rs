@@ -27,7 +27,8 @@ async fn silent_stream(envoy: &Envoy) -> (usize, Option<(tonic::Code, Duration)>
         .await
         .unwrap();
     let (requests, rx) = tokio::sync::mpsc::channel(1);
-    let start = proto::StreamStart { source: Some(proto::stream_start::Source::ClientFrames(proto::ClientFrames {})), ..Default::default() };
+    let start =
+        proto::StreamStart { source: Some(proto::stream_start::Source::ClientFrames(proto::ClientFrames {})), ..Default::default() };
     requests.send(proto::StreamRequest { msg: Some(proto::stream_request::Msg::Start(start)) }).await.unwrap();
     let mut responses = SegmenterClient::new(channel).stream_segment(ReceiverStream::new(rx)).await.unwrap().into_inner();
     let opened = Instant::now();
@@ -62,7 +63,9 @@ async fn through_envoy(heartbeat_secs: f64) -> (usize, Option<(tonic::Code, Dura
 async fn heartbeats_keep_a_silent_stream_open_through_the_idle_timeout() {
     let (_, cut) = through_envoy(0.0).await;
     let (code, after) = cut.expect("without heartbeats Envoy cuts the silent stream");
-    eprintln!("no heartbeat: Envoy (stream_idle_timeout {IDLE_TIMEOUT}, client pinging every 500 ms) ended the stream with {code:?} after {after:.1?}");
+    eprintln!(
+        "no heartbeat: Envoy (stream_idle_timeout {IDLE_TIMEOUT}, client pinging every 500 ms) ended the stream with {code:?} after {after:.1?}"
+    );
     assert_ne!(code, tonic::Code::Ok);
     assert!(after >= Duration::from_millis(1900), "cut at the idle timeout, not before: {after:?}");
 

@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
 """A Python client for samstream (grpcio): streams a video file to StreamSegment with point and
-box prompts and writes each frame's masks as PNG files.
+box prompts and writes each frame's masks as PNG files, or watches a server-side source.
 
     python examples/python/samstream_client.py --server 127.0.0.1:50051 --video clip.mp4 \
         --point 160,120 --point 2:40,40 --box 2:10,10,90,90 --out-masks masks/
+    python examples/python/samstream_client.py --server envoy:8080 --source lobby --point 160,120
+
+A server-side source is watched the way every client should watch one: with the
+x-samstream-source header (the proxy's ring hash keeps a camera's viewers on one replica) and
+reconnecting, with backoff and the prompts sent again, when the stream ends with UNAVAILABLE
+(the source moved to another replica), INTERNAL or CANCELLED (what a proxy reports when a
+replica dies).
 
 Frames are decoded by ffmpeg (raw RGB over a pipe) and sent as raw RGB8 images; each frame
 waits for its result, so every frame gets masks. The gRPC stubs are generated from
@@ -18,6 +25,7 @@ import json
 import queue
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -78,10 +86,75 @@ def parse_prompt(text: str, count: int) -> tuple[int, list[float], str | None]:
     return int(object_id or 1), values, parts[count] if len(parts) > count else None
 
 
+AFFINITY_HEADER = "x-samstream-source"
+RETRYABLE = ("UNAVAILABLE", "INTERNAL", "CANCELLED")
+
+
+def print_result(result, out_masks: Path | None) -> None:
+    for obj in result.objects:
+        if out_masks and obj.mask.HasField("png"):
+            (out_masks / f"frame_{result.frame_id:06d}_object_{obj.object_id}.png").write_bytes(obj.mask.png)
+    timing = result.timing
+    print(json.dumps({
+        "frame_id": result.frame_id,
+        "size": [result.width, result.height],
+        "prompt_revision": result.prompt_revision,
+        "frames_dropped": result.frames_dropped,
+        "objects": [{"id": o.object_id, "score": round(o.score, 4), "area": o.area} for o in result.objects],
+        "timing_ms": {"encoder": timing.encoder_us / 1e3, "decoder": timing.decoder_us / 1e3, "total": timing.total_us / 1e3},
+    }), flush=True)
+
+
+def watch_source(args, pb2, pb2_grpc, objects, fmt) -> int:
+    """Results of a server-side source until --max-frames, reconnecting when worth it."""
+    import grpc
+
+    channel = grpc.insecure_channel(args.server)
+    stub = pb2_grpc.SegmenterStub(channel)
+    metadata = [(AFFINITY_HEADER, args.source)] + ([("authorization", f"Bearer {args.token}")] if args.token else [])
+    start = pb2.StreamStart(source_name=args.source, mask_options=pb2.MaskOptions(format=fmt))
+    prompts = pb2.PromptUpdate(upsert=list(objects.values()), revision=1)
+    received, failures = 0, 0
+    while args.max_frames is None or received < args.max_frames:
+        done = queue.Queue()
+
+        def requests():
+            yield pb2.StreamRequest(start=start)
+            yield pb2.StreamRequest(prompts=prompts)
+            done.get()  # keeps the request side open until the viewer leaves
+
+        try:
+            for response in stub.StreamSegment(requests(), metadata=metadata):
+                if response.HasField("event"):
+                    print(json.dumps({"event": pb2.EventKind.Name(response.event.kind), "message": response.event.message}), file=sys.stderr)
+                    continue
+                failures = 0
+                received += 1
+                print_result(response.result, args.out_masks)
+                if args.max_frames is not None and received >= args.max_frames:
+                    break
+            else:
+                return 0  # the source ended
+        except grpc.RpcError as error:
+            if error.code().name not in RETRYABLE or failures >= 10:
+                print(f"stream failed: {error.code().name}: {error.details()}", file=sys.stderr)
+                return 1
+            failures += 1
+            wait = min(0.2 * 2 ** (failures - 1), 5.0)
+            print(json.dumps({"reconnect": error.code().name, "message": error.details(), "in_s": wait}), file=sys.stderr)
+            time.sleep(wait)
+        finally:
+            done.put(None)
+    channel.close()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", default="127.0.0.1:50051", help="host:port")
-    parser.add_argument("--video", type=Path, required=True)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--video", type=Path, help="a local video, sent frame by frame")
+    what.add_argument("--source", help="a server-side source by name (see ListSources)")
     parser.add_argument("--point", action="append", default=[], help="[ID:]x,y[,neg]")
     parser.add_argument("--box", action="append", default=[], help="[ID:]x0,y0,x1,y1")
     parser.add_argument("--out-masks", type=Path, help="directory for frame_<n>_object_<id>.png")
@@ -105,9 +178,12 @@ def main() -> int:
     if args.out_masks:
         args.out_masks.mkdir(parents=True, exist_ok=True)
 
+    fmt = pb2.MASK_FORMAT_PNG if args.out_masks else pb2.MASK_FORMAT_COCO_RLE
+    if args.source:
+        return watch_source(args, pb2, pb2_grpc, objects, fmt)
+
     (width, height, fps), frames = video_frames(args.video)
     outbound: queue.Queue = queue.Queue()
-    fmt = pb2.MASK_FORMAT_PNG if args.out_masks else pb2.MASK_FORMAT_COCO_RLE
     outbound.put(pb2.StreamRequest(start=pb2.StreamStart(client_frames=pb2.ClientFrames(), mask_options=pb2.MaskOptions(format=fmt))))
     outbound.put(pb2.StreamRequest(prompts=pb2.PromptUpdate(upsert=list(objects.values()), revision=1)))
 
@@ -136,17 +212,7 @@ def main() -> int:
                 result = response.result
                 if result.frame_id != sent:
                     continue
-                for obj in result.objects:
-                    if args.out_masks and obj.mask.HasField("png"):
-                        (args.out_masks / f"frame_{result.frame_id:06d}_object_{obj.object_id}.png").write_bytes(obj.mask.png)
-                timing = result.timing
-                print(json.dumps({
-                    "frame_id": result.frame_id,
-                    "size": [result.width, result.height],
-                    "prompt_revision": result.prompt_revision,
-                    "objects": [{"id": o.object_id, "score": round(o.score, 4), "area": o.area} for o in result.objects],
-                    "timing_ms": {"encoder": timing.encoder_us / 1e3, "decoder": timing.decoder_us / 1e3, "total": timing.total_us / 1e3},
-                }), flush=True)
+                print_result(result, args.out_masks)
                 break
             else:
                 print("the stream ended early", file=sys.stderr)

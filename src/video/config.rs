@@ -192,6 +192,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_example_parses() {
+        let sources = parse_sources(include_str!("../../deploy/sources.example.toml")).unwrap();
+        let gate = sources.iter().find(|s| s.name == "gate-camera").unwrap();
+        assert!(matches!(&gate.spec, SourceSpec::Rtsp { transport: RtspTransport::Tcp, latency_ms: 0, .. }), "{:?}", gate.spec);
+        assert!(!gate.spec.describe().contains("secret"));
+    }
+
+    #[test]
     fn parses_every_kind_with_defaults() {
         let sources = parse_sources(
             r#"
