@@ -252,30 +252,30 @@ async fn the_client_overlays_an_image() {
     assert!(to_expected < 1.0 && to_original > 5.0 * to_expected, "{to_expected:.2} vs {to_original:.2}");
 }
 
+/// Runs examples/python/samstream_client.py with `args` (and `--out-masks`), off the runtime;
+/// returns its JSON result lines, failing on a non-zero exit.
+async fn python_example(args: &[&str], out_masks: Option<&Path>) -> Vec<serde_json::Value> {
+    let mut command = Command::new(common::python());
+    command.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/samstream_client.py")).args(args);
+    if let Some(dir) = out_masks {
+        command.arg("--out-masks").arg(dir);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_example_client_streams_a_video_and_writes_masks() {
     let dir = tempfile::tempdir().unwrap();
     let video = s::make_video(dir.path(), "clip.mp4", 1.0, 4);
     let server = common::start_server(common::config()).await;
     let masks = dir.path().join("masks");
-    let output = tokio::task::spawn_blocking({
-        let (addr, masks) = (server.addr.to_string(), masks.clone());
-        move || {
-            Command::new(common::python())
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/samstream_client.py"))
-                .args(["--server", &addr, "--video", video.to_str().unwrap(), "--point", "100,80", "--box", "2:150,100,300,220"])
-                .arg("--out-masks")
-                .arg(&masks)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let results: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(results.len(), 4, "{stdout}");
+    let addr = server.addr.to_string();
+    let args = ["--server", &addr, "--video", video.to_str().unwrap(), "--point", "100,80", "--box", "2:150,100,300,220"];
+    let results = python_example(&args, Some(&masks)).await;
+    assert_eq!(results.len(), 4, "{results:?}");
     for (i, result) in results.iter().enumerate() {
         assert_eq!(result["frame_id"], i as u64 + 1);
         assert_eq!(result["size"], serde_json::json!([320, 240]));
@@ -365,23 +365,10 @@ async fn the_python_example_watches_a_server_side_source_with_the_affinity_heade
     config.video.sources = Some(sources);
     let server = common::start_server(config).await;
     let missing_before = s::metric_value("samstream_affinity_header_missing_total", "");
-    let output = tokio::task::spawn_blocking({
-        let addr = server.addr.to_string();
-        move || {
-            Command::new(common::python())
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/samstream_client.py"))
-                .args(["--server", &addr, "--source", "pattern", "--point", "160,120", "--max-frames", "3"])
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let results: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(results.len(), 3, "{stdout}");
-    assert!(results.windows(2).all(|w| w[1]["frame_id"].as_u64() > w[0]["frame_id"].as_u64()), "{stdout}");
+    let addr = server.addr.to_string();
+    let results = python_example(&["--server", &addr, "--source", "pattern", "--point", "160,120", "--max-frames", "3"], None).await;
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(results.windows(2).all(|w| w[1]["frame_id"].as_u64() > w[0]["frame_id"].as_u64()), "{results:?}");
     assert_eq!(results[0]["size"], serde_json::json!([320, 240]));
     let missing_after = s::metric_value("samstream_affinity_header_missing_total", "");
     assert_eq!(missing_after, missing_before, "the example sent x-samstream-source");
