@@ -67,8 +67,10 @@ def everything_rows(f: Path) -> tuple[list[str], list[tuple[str, str, bool, str]
         ort = python.get("ort", {}).get(layers, {}).get("seconds", float("nan"))
         shared = python.get("ort_shared", {}).get(layers, {}).get("seconds", float("nan"))
         seconds = official.get("seconds", float("nan"))
+        secs = lambda t: f"{t:.1f}" if t == t else "not run"  # noqa: E731  (t == t: not NaN)
+        ratio = lambda t: f"{t / ours:.2f}x" if t == t else "–"  # noqa: E731
         lines.append(
-            f"| {layers} | {seconds:.1f} | {ort:.1f} | {shared:.1f} | {ours:.1f} | {seconds / ours:.2f}x | {ort / ours:.2f}x | {shared / ours:.2f}x | "
+            f"| {layers} | {secs(seconds)} | {secs(ort)} | {secs(shared)} | {ours:.1f} | {ratio(seconds)} | {ratio(ort)} | {ratio(shared)} | "
             f"{official.get('masks', '?')}{' (raised IndexError at the end†)' if 'failed' in official else ''} / {load(f, path.stem).get('masks', '?')} |"
         )
         targets.append((f"SegmentEverything vs official generator, crop_n_layers {layers}", f"{seconds / ours:.2f}x", seconds / ours >= 3, ">= 3x"))
