@@ -67,8 +67,7 @@ impl Viewer {
         let _ = self.stop.send(true);
         let connections = self.log.clone();
         let _ = self.task.await;
-        let log = connections.lock().unwrap().clone();
-        log
+        connections.lock().unwrap().clone()
     }
 }
 
