@@ -6,6 +6,7 @@
 mod auto_ids;
 mod client_frames;
 mod frame_slot;
+mod heartbeat;
 pub mod hub;
 mod io;
 mod prompts;

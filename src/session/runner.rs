@@ -3,7 +3,7 @@
 //! frame's cached embedding, and ends as soon as the client goes away. Frames come from a
 //! `Feed`: a shared server-side source, or the frames the client pushes.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, watch};
@@ -12,6 +12,7 @@ use tracing::Instrument;
 use super::auto_ids::AutoIds;
 use super::client_frames::{self, Encoded, InFlight};
 use super::frame_slot::FrameSlot;
+use super::heartbeat::Heartbeat;
 use super::hub::Subscription;
 use super::io::{AutoOutcome, EventKind, FrameOutcome, PromptUpdate, SessionError, SessionEvent, SessionInput, SessionOutput};
 use super::prompts::PromptState;
@@ -112,6 +113,7 @@ pub async fn run_session(
             dropped: 0,
         }),
     };
+    let heartbeat = Heartbeat::new(config.heartbeat);
     let mut session = Session {
         pipeline,
         config,
@@ -121,7 +123,7 @@ pub async fn run_session(
         last_frame: None,
         auto_ids: AutoIds::default(),
         frames_seen: 0,
-        last_sent: Mutex::new(Instant::now()),
+        heartbeat,
     };
     async move {
         let result = session.run(feed, inputs).await;
@@ -146,9 +148,7 @@ struct Session {
     auto_ids: AutoIds,
     /// Frames processed (prompt updates aside), for the automatic mode's cadence.
     frames_seen: u64,
-    /// When the session last sent anything, for heartbeats (a Mutex, not a Cell: the session future
-    /// must be Send).
-    last_sent: Mutex<Instant>,
+    heartbeat: Heartbeat,
 }
 
 /// Why a session stops early.
@@ -319,14 +319,6 @@ impl ClientFeed {
     }
 }
 
-/// Resolves when a heartbeat is due: `every` after the last message sent; never without one.
-async fn heartbeat_due(every: Option<Duration>, last_sent: Instant) {
-    match every {
-        Some(every) => tokio::time::sleep_until((last_sent + every).into()).await,
-        None => std::future::pending().await,
-    }
-}
-
 fn source_event(kind: SourceEventKind, message: String) -> SessionEvent {
     let kind = match kind {
         SourceEventKind::Connected => EventKind::SourceConnected,
@@ -385,7 +377,7 @@ impl Session {
                     }
                     Next::Idle => {}
                 },
-                () = heartbeat_due(self.config.heartbeat, self.last_sent()) => {
+                () = self.heartbeat.due() => {
                     self.event(EventKind::Heartbeat, "nothing else to send").await?;
                 }
             }
@@ -398,12 +390,8 @@ impl Session {
     async fn send(&self, output: SessionOutput) -> Result<(), Stop> {
         // A slow reader blocks the session here: frames pile up nowhere, they are skipped.
         self.tx.send(Ok(output)).await.map_err(|_| Stop::ClientGone)?;
-        *self.last_sent.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        self.heartbeat.sent();
         Ok(())
-    }
-
-    fn last_sent(&self) -> Instant {
-        *self.last_sent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn event(&self, kind: EventKind, message: impl Into<String>) -> Result<(), Stop> {
