@@ -73,11 +73,15 @@ impl Replica {
         self.process.take().expect("running").kill();
     }
 
-    /// `samstream_encoder_runs_total{origin=source}` (0 before the first run).
-    fn encoder_runs(&self, source: &str) -> f64 {
+    /// The value of one series (`name{labels}` exactly) on this replica's /metrics; 0 while it
+    /// does not exist yet or the replica is down.
+    fn metric(&self, series: &str) -> f64 {
         let body = http_get(&format!("127.0.0.1:{}", self.metrics), "/metrics").unwrap_or_default();
-        let series = format!("samstream_encoder_runs_total{{origin=\"{source}\"}} ");
-        body.lines().filter_map(|l| l.strip_prefix(&series)?.parse::<f64>().ok()).sum()
+        body.lines().filter_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse::<f64>().ok()).sum()
+    }
+
+    fn encoder_runs(&self, source: &str) -> f64 {
+        self.metric(&format!("samstream_encoder_runs_total{{origin=\"{source}\"}}"))
     }
 
     /// The configured sources this replica has open now.
@@ -311,13 +315,7 @@ async fn cameras_stay_on_one_replica_through_a_failure_a_return_and_a_join() {
             assert!(connection.replica.is_some(), "{source}: STARTED names the replica");
         }
     }
-    let moved: f64 = replicas
-        .iter()
-        .map(|r| http_get(&format!("127.0.0.1:{}", r.metrics), "/metrics").unwrap_or_default())
-        .flat_map(|body| {
-            body.lines().filter_map(|l| l.strip_prefix("samstream_sources_handed_over_total ")?.parse::<f64>().ok()).collect::<Vec<_>>()
-        })
-        .sum();
+    let moved: f64 = replicas.iter().map(|r| r.metric("samstream_sources_handed_over_total")).sum();
     eprintln!("sources handed over (all replicas): {moved}");
     assert!(moved >= 2.0, "the hand-back and the join were handovers");
 }

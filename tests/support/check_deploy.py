@@ -52,7 +52,8 @@ def metrics_in(expr: str) -> set[str]:
     return set(re.findall(r"\b(samstream_[a-z_]+)", expr))
 
 
-def check_kubernetes(k8s: Path, metrics: set[str], env: set[str]) -> None:
+def check_kubernetes(k8s: Path, metrics: set[str], env: set[str]) -> dict:
+    """Checks the objects against each other; returns them by (kind, name)."""
     docs = {}
     for path in sorted(k8s.glob("*.yaml")):
         try:
@@ -68,7 +69,7 @@ def check_kubernetes(k8s: Path, metrics: set[str], env: set[str]) -> None:
     deployment = docs.get(("Deployment", "samstream"))
     check(deployment is not None, "k8s: no Deployment named samstream")
     if deployment is None:
-        return
+        return docs
     spec = deployment["spec"]
     pod_labels = spec["template"]["metadata"]["labels"]
     check(spec["selector"]["matchLabels"].items() <= pod_labels.items(), "Deployment selector does not match its pod labels")
@@ -118,6 +119,7 @@ def check_kubernetes(k8s: Path, metrics: set[str], env: set[str]) -> None:
     for rule in rules["rules"]["custom"]:
         for name in metrics_in(rule["seriesQuery"]):
             check(name in metrics, f"prometheus-adapter rule reads {name}, which samstream does not export")
+    return docs
 
 
 def affinity_header(root: Path) -> str:
@@ -146,7 +148,8 @@ def envoy_facts(config: dict) -> dict:
     }
 
 
-def check_cluster(root: Path, deploy: Path) -> None:
+def check_cluster(root: Path, deploy: Path, docs: dict) -> None:
+    """`docs`: the Kubernetes objects by (kind, name), as check_kubernetes read them."""
     envoy_file = deploy / "envoy/envoy.yaml"
     envoy = envoy_facts(yaml.safe_load(envoy_file.read_text()))
     header = affinity_header(root)
@@ -158,14 +161,6 @@ def check_cluster(root: Path, deploy: Path) -> None:
     check(envoy["grpc_health"], "envoy.yaml: health checks must use grpc.health.v1")
     check(envoy["no_traffic_interval"] is not None, "envoy.yaml: without no_traffic_interval a returning replica is ignored for a minute")
 
-    docs = {}
-    for path in sorted((deploy / "k8s").glob("*.yaml")):
-        try:
-            for doc in yaml.safe_load_all(path.read_text()):
-                if isinstance(doc, dict) and "kind" in doc:
-                    docs[(doc["kind"], doc.get("metadata", {}).get("name"))] = doc
-        except yaml.YAMLError:
-            continue  # reported by the parse pass
     config_map = docs.get(("ConfigMap", "samstream-envoy"))
     check(config_map is not None, "k8s: no ConfigMap samstream-envoy")
     if config_map:
@@ -321,11 +316,11 @@ def main() -> int:
             json.loads(path.read_text())
         except json.JSONDecodeError as e:
             problems.append(f"{path.relative_to(deploy)}: {e}")
-    check_kubernetes(deploy / "k8s", metrics, env)
+    kubernetes = check_kubernetes(deploy / "k8s", metrics, env)
     check_kubernetes_schemas(deploy / "k8s")
     check_compose(deploy / "docker/compose.yaml")
     check_prometheus(deploy / "prometheus/prometheus.yml", deploy / "envoy/envoy.yaml")
-    check_cluster(args.root, deploy)
+    check_cluster(args.root, deploy, kubernetes)
     check_grafana(deploy / "grafana/samstream-dashboard.json", metrics)
     check_docker(args.root, deploy / "docker", env)
     for problem in problems:
