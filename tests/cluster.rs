@@ -192,8 +192,8 @@ fn assert_undisturbed(viewers: &[Viewer], cameras: &[&String], since: Instant) {
         let connections = viewer.connections();
         assert_eq!(connections.len(), 1, "{}: {:#?}", viewer.source, summary(&connections));
         assert!(connections[0].end.is_none());
-        let results_after = connections[0].results.len();
-        assert!(results_after > 0 && connections[0].first_result.unwrap() < since, "{}", viewer.source);
+        let (first, last) = (connections[0].first_result.unwrap(), connections[0].last_result.unwrap());
+        assert!(first < since && last > since, "{}: results before and after the event on one stream", viewer.source);
     }
 }
 

@@ -22,6 +22,7 @@ pub struct Connection {
     pub replica: Option<String>,
     pub results: Vec<proto::FrameResult>,
     pub first_result: Option<Instant>,
+    pub last_result: Option<Instant>,
     pub events: Vec<(proto::EventKind, String, Instant)>,
     /// How it ended: the status code (Ok for a clean end) and message.
     pub end: Option<(tonic::Code, String, Instant)>,
@@ -29,7 +30,15 @@ pub struct Connection {
 
 impl Connection {
     fn new() -> Self {
-        Self { opened: Instant::now(), replica: None, results: Vec::new(), first_result: None, events: Vec::new(), end: None }
+        Self {
+            opened: Instant::now(),
+            replica: None,
+            results: Vec::new(),
+            first_result: None,
+            last_result: None,
+            events: Vec::new(),
+            end: None,
+        }
     }
 
     pub fn saw(&self, kind: proto::EventKind) -> bool {
@@ -102,6 +111,7 @@ async fn watch_source(proxy_url: String, source: String, log: Arc<Mutex<Vec<Conn
             match message {
                 Ok(Some(proto::StreamResponse { msg: Some(Resp::Result(result)) })) => record(&mut |c| {
                     c.first_result.get_or_insert(now);
+                    c.last_result = Some(now);
                     c.results.push(result.clone());
                 }),
                 Ok(Some(proto::StreamResponse { msg: Some(Resp::Event(event)) })) => {
