@@ -117,7 +117,7 @@ fn postprocess_figures(geometry_of: impl Fn(ImageGeometry) -> ImageGeometry) -> 
         let low_res = Tensor::from_array(([1, MASK_TOKENS, LOW_RES, LOW_RES], low_res)).unwrap().upcast();
         let returned = request.tokens();
         let logits = graph.logits(&low_res, returned, geometry_of(geometry)).expect("graph runs");
-        let masks = graph.masks(&low_res, returned, geometry, false).expect("graph runs");
+        let masks = graph.masks(&low_res, 1, returned, geometry, false).expect("graph runs");
         let reference = read_logits(&case);
         let plane = case.width * case.height;
         let (mut worst_corr, mut worst_sign, mut mask_diff) = (1f64, 0f64, 0f64);

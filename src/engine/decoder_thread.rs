@@ -36,7 +36,8 @@ pub(super) fn decode_all(
     request: &MaskRequest,
 ) -> Result<DecodedObjects, ModelError> {
     let mut decoded = DecodedObjects::with_capacity(objects.len());
-    for call in decoder_calls(objects, request, decoder.makes_masks()) {
+    let most_per_call = decoder.object_buckets().largest();
+    for call in decoder_calls(objects, request, decoder.makes_masks(), most_per_call) {
         let group: Vec<&PromptTokens> = call.iter().map(|&i| &objects[i]).collect();
         let answer = decoder.decode(embedding, &group, request)?;
         if answer.iou.nrows() != call.len() {

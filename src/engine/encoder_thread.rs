@@ -12,15 +12,11 @@ use super::decoder_thread::{self, decode_all};
 use super::job::{DecodeJob, EncodeJob, Encoded};
 use super::{EngineError, EngineState, Runtime};
 use crate::model::{
-    BackendInfo, DataPath, Embedding, EncoderInput, ImageEncoder, ImageGeometry, LOW_RES, LoadedModel, MaskRequest, ModelError,
-    Preprocessor, PromptTokens, RgbFrame,
+    BackendInfo, DataPath, Embedding, EncoderInput, ImageEncoder, ImageGeometry, LOW_RES, LoadedModel, MaskDecoder, MaskRequest,
+    ModelError, Preprocessor, PromptTokens, RgbFrame,
 };
 use crate::telemetry::StageTimings;
 use crate::telemetry::metrics::{ENCODER_BATCHED_IMAGES, JOBS_SKIPPED};
-
-/// Object counts the decoder runs once before serving on a GPU, where each new count allocates
-/// and picks kernels on its first call; on the CPU there is nothing to initialise per count.
-const GPU_WARM_UP_OBJECT_COUNTS: [usize; 4] = [1, 2, 4, 8];
 
 /// What the encoder thread starts from.
 pub(super) struct Startup<F> {
@@ -175,39 +171,63 @@ pub(super) fn prepare(
     }
 }
 
-/// Runs every batch size the encoder may form and the decoder once per object count it will
-/// see, so that no request pays for lazy initialisation (on CUDA, cuDNN's algorithm search
-/// for a new input shape). Returns the largest batch that fit in memory.
+/// A real frame size for the warm-up, so that the first 720p frame pays no first-time costs
+/// (page-locked staging buffers, arena growth, that size's resampling constants on the device).
+const WARM_UP_FRAME: (usize, usize) = (1280, 720);
+
+/// Runs every batch shape the encoder may use and every object count shape of the decoder, so
+/// that no request pays for lazy initialisation (sessions created per shape, and on CUDA the
+/// cuDNN plans of each). Returns the largest batch that fit in memory.
 fn warm_up(model: &mut LoadedModel, max_batch: usize, preprocessor: Preprocessor) -> Result<usize, ModelError> {
     let started = Instant::now();
-    let grey = Mat::new_rows_cols_with_default(48, 64, CV_8UC3, Scalar::all(128.0))?;
+    let (width, height) = WARM_UP_FRAME;
+    let grey = Mat::new_rows_cols_with_default(height as i32, width as i32, CV_8UC3, Scalar::all(128.0))?;
     let (input, _) = prepare(model.info.data_path, preprocessor, std::sync::Arc::new(grey))?;
     let (embedding, _) = encode_one(model.encoder.as_mut(), vec![input.clone()])?;
-    let mut fits = max_batch.max(1);
-    for count in 2..=max_batch {
-        // Each size as one batch, without the one-by-one retry of serving.
-        match checked(model.encoder.encode(vec![input.clone(); count]), count) {
-            Ok(_) => {}
+    let fits = warm_up_batches(model.encoder.as_mut(), &input, max_batch)?;
+    warm_up_decoder(model.decoder.as_mut(), &embedding)?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, batch_sizes = fits, "warm-up done");
+    Ok(fits)
+}
+
+/// One batch per shape up to `max_batch`, each as one call, without the one-by-one retry of
+/// serving; the largest batch that fit.
+fn warm_up_batches(encoder: &mut dyn ImageEncoder, input: &EncoderInput, max_batch: usize) -> Result<usize, ModelError> {
+    let mut fits = 1;
+    for (shape, count) in encoder.batch_buckets().up_to(max_batch) {
+        if count == 1 {
+            continue; // the first run
+        }
+        match checked(encoder.encode(vec![input.clone(); count]), count) {
+            Ok(_) => fits = count,
             Err(ModelError::OutOfMemory(reason)) => {
-                tracing::warn!(batch = count, %reason, "a batch of this size does not fit in memory; batching at most {}", count - 1);
-                fits = count - 1;
+                tracing::warn!(batch = count, shape, %reason, "a batch of this size does not fit in memory; batching at most {fits}");
                 break;
             }
             Err(e) => return Err(e),
         }
     }
-    let geometry = ImageGeometry::new(64, 48);
-    let tokens = PromptTokens { coords: vec![[32.0, 24.0], [0.0, 0.0]], labels: vec![1.0, -1.0], mask_input: None };
-    let counts: &[usize] = if model.info.on_gpu() { &GPU_WARM_UP_OBJECT_COUNTS } else { &[1] };
-    for &count in counts {
-        for multimask in [false, true] {
-            let request = MaskRequest::objects(geometry, multimask, true);
-            decode_all(model.decoder.as_mut(), &embedding, &vec![tokens.clone(); count], &request)?;
+    Ok(fits)
+}
+
+/// Every object count shape with untracked and tracked objects (they may run on different
+/// decoder graphs), and the multimask outputs once; at the warm-up frame size.
+fn warm_up_decoder(decoder: &mut dyn MaskDecoder, embedding: &Embedding) -> Result<(), ModelError> {
+    let geometry = ImageGeometry::new(WARM_UP_FRAME.0, WARM_UP_FRAME.1);
+    let centre = [geometry.width as f32 / 2.0, geometry.height as f32 / 2.0];
+    let untracked = PromptTokens { coords: vec![centre, [0.0, 0.0]], labels: vec![1.0, -1.0], mask_input: None };
+    let tracked = PromptTokens { mask_input: Some(vec![0.0; LOW_RES * LOW_RES].into()), ..untracked.clone() };
+    let buckets = decoder.object_buckets();
+    let counts: Vec<usize> = match buckets.largest() {
+        Some(most) => buckets.up_to(most).into_iter().map(|(_, count)| count).collect(),
+        None => vec![1],
+    };
+    let single = MaskRequest::objects(geometry, false, true);
+    for count in counts {
+        for object in [&untracked, &tracked] {
+            decode_all(decoder, embedding, &vec![object.clone(); count], &single)?;
         }
     }
-    // A tracked object (with a mask input) may run on another decoder graph than untracked ones.
-    let tracked = PromptTokens { mask_input: Some(vec![0.0; LOW_RES * LOW_RES].into()), ..tokens };
-    decode_all(model.decoder.as_mut(), &embedding, &[tracked], &MaskRequest::objects(geometry, false, true))?;
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, batch_sizes = fits, "warm-up done");
-    Ok(fits)
+    decode_all(decoder, embedding, &[untracked], &MaskRequest::objects(geometry, true, true))?;
+    Ok(())
 }

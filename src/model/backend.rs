@@ -11,6 +11,7 @@ use ndarray::Array2;
 use opencv::core::Mat;
 use opencv::prelude::*;
 
+use super::buckets::ShapeBuckets;
 use super::options::{DataPath, ExecutionProvider, Precision};
 use super::preprocess::PreprocessedImage;
 use super::prompt::PromptTokens;
@@ -194,6 +195,12 @@ pub trait ImageEncoder: Send {
     /// encoder; a batch's run counts for every image in it). No retries: an out-of-memory
     /// batch fails as a whole.
     fn encode(&mut self, inputs: Vec<EncoderInput>) -> Result<Vec<(Embedding, StageTimings)>, ModelError>;
+
+    /// The batch sizes this encoder runs at (a batch is padded up to the next), so that the
+    /// warm-up runs each of them once.
+    fn batch_buckets(&self) -> ShapeBuckets {
+        ShapeBuckets::Exact
+    }
 }
 
 /// SAM's prompt encoder and mask decoder; the engine's decoder thread owns it.
@@ -206,6 +213,12 @@ pub trait MaskDecoder: Send {
     /// Whether this decoder makes the masks itself (device postprocessing): then the memory a
     /// call needs grows with the image and its objects are split over calls.
     fn makes_masks(&self) -> bool;
+
+    /// The object counts this decoder runs at (a call is padded up to the next); a call takes
+    /// at most the largest.
+    fn object_buckets(&self) -> ShapeBuckets {
+        ShapeBuckets::Exact
+    }
 }
 
 /// What a loaded backend really runs on, for health, GetModelInfo and the engine's policies.

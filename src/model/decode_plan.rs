@@ -1,5 +1,6 @@
 //! How one request's objects are split into decoder calls. Objects with equal token counts share
-//! a call: prompts of different lengths would have to be padded, which changes their masks.
+//! a call: prompts of different lengths would have to be padded, which changes their masks. A
+//! decoder that pads its object counts to fixed buckets takes at most its largest per call.
 //! When the backend makes the masks itself (device postprocessing), a call's objects are also
 //! bounded by the memory their full-size masks take, so many objects on a large image are
 //! decoded in several calls rather than failing for lack of memory.
@@ -20,11 +21,13 @@ pub fn objects_per_call(request: &MaskRequest) -> usize {
 }
 
 /// The objects of each decoder call, as indices into `objects`: grouped by token count (shortest
-/// first), in request order within a group, split where the budget says. (Segment everything's
-/// candidates are few of many: a backend that makes their masks bounds its own memory.)
-pub fn decoder_calls(objects: &[PromptTokens], request: &MaskRequest, makes_masks: bool) -> Vec<Vec<usize>> {
+/// first), in request order within a group, split where the budget or `most_per_call` says.
+/// (Segment everything's candidates are few of many: a backend that makes their masks bounds
+/// its own memory.)
+pub fn decoder_calls(objects: &[PromptTokens], request: &MaskRequest, makes_masks: bool, most_per_call: Option<usize>) -> Vec<Vec<usize>> {
     let bounded = makes_masks && matches!(request.output, MaskOutput::Objects { .. });
-    let per_call = if bounded { objects_per_call(request) } else { usize::MAX };
+    let budget = if bounded { objects_per_call(request) } else { usize::MAX };
+    let per_call = budget.min(most_per_call.unwrap_or(usize::MAX)).max(1);
     let mut lengths: Vec<usize> = objects.iter().map(PromptTokens::len).collect();
     lengths.sort_unstable();
     lengths.dedup();
@@ -59,10 +62,12 @@ mod tests {
     fn calls_group_equal_token_counts_and_respect_the_budget() {
         let tokens = |n: usize| PromptTokens { coords: vec![[1.0, 1.0]; n], labels: vec![1.0; n], mask_input: None };
         let objects = vec![tokens(3), tokens(2), tokens(3), tokens(2), tokens(2)];
-        let host = decoder_calls(&objects, &request(640, 480, false), false);
+        let host = decoder_calls(&objects, &request(640, 480, false), false, None);
         assert_eq!(host, vec![vec![1, 3, 4], vec![0, 2]]);
         let many: Vec<PromptTokens> = (0..70).map(|_| tokens(2)).collect();
-        let device = decoder_calls(&many, &request(1280, 720, false), true);
+        let device = decoder_calls(&many, &request(1280, 720, false), true, None);
         assert_eq!(device.iter().map(Vec::len).collect::<Vec<_>>(), vec![59, 11]);
+        let bucketed = decoder_calls(&many, &request(640, 480, false), false, Some(32));
+        assert_eq!(bucketed.iter().map(Vec::len).collect::<Vec<_>>(), vec![32, 32, 6]);
     }
 }

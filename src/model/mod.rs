@@ -4,6 +4,7 @@
 //! Runtime, in `ort/`), so nothing above this layer names the runtime's types.
 
 mod backend;
+pub mod buckets;
 mod contract;
 pub mod decode_plan;
 mod decoded;
@@ -26,6 +27,7 @@ pub use backend::{
     BackendInfo, CandidateFilter, DecodedGroup, Embedding, EncoderInput, FoundMask, HostData, HostSlice, ImageEncoder, LoadedModel,
     MaskDecoder, MaskGroup, MaskOutput, MaskRequest, RgbFrame,
 };
+pub use buckets::{BucketChoice, ShapeBuckets};
 pub use contract::{EMBEDDING_CHANNELS, EMBEDDING_GRID, IMAGE_SIZE, LOW_RES, MASK_TOKENS, PIXEL_MEAN, PIXEL_STD, SHARED_DECODER};
 pub use decoded::DecodedObjects;
 pub use error::ModelError;

@@ -10,6 +10,8 @@ use std::str::FromStr;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 
+use super::buckets::{BucketChoice, ShapeBuckets};
+
 /// The defaults of a clap argument group as its attributes declare them, without reading the
 /// environment: the one place defaults are written is the `#[arg]` attribute.
 pub fn clap_defaults<T: Args + FromArgMatches>() -> T {
@@ -226,11 +228,23 @@ pub struct RuntimeOptions {
     #[arg(long, env = "SAMSTREAM_TF32", default_value_t = false, action = clap::ArgAction::Set)]
     pub tf32: bool,
 
-    /// Most bytes of memory ONNX Runtime may use for tensors (0 = no limit): each session's
-    /// CUDA arena on a GPU (`gpu_mem_limit`), one arena for all sessions on the CPU. A request
-    /// that would need more fails with RESOURCE_EXHAUSTED; the server goes on.
+    /// Most bytes of device memory ONNX Runtime may use for tensors, all sessions together
+    /// (0 = no limit): one arena shared by every session, on the GPU or on the CPU provider. A
+    /// request that would need more fails with RESOURCE_EXHAUSTED; the server goes on.
     #[arg(long, env = "SAMSTREAM_MEMORY_LIMIT", default_value_t = 0)]
     pub memory_limit: usize,
+
+    /// Images per encoder call are padded up to one of these batch sizes, each run by its own
+    /// session (cuDNN keeps a convolution's plan for its last input shape only): `auto` is
+    /// 1,2,4,8 on a GPU and exact sizes on the CPU; `exact`; or sizes such as `1,2,4,8`.
+    #[arg(long, env = "SAMSTREAM_ENCODER_BATCH_BUCKETS", default_value = "auto")]
+    pub encoder_batch_buckets: BucketChoice,
+
+    /// Objects per decoder call are padded up to one of these counts, each run by its own
+    /// session, and a call takes at most the largest: `auto` is 1,2,4,...,64 on a GPU and
+    /// exact counts on the CPU; `exact`; or counts such as `1,4,16,64`.
+    #[arg(long, env = "SAMSTREAM_DECODER_OBJECT_BUCKETS", default_value = "auto")]
+    pub decoder_object_buckets: BucketChoice,
 
     /// Resampling of the longest side to 1024 pixels (pillow is exact with SamPredictor; the
     /// OpenCV filters run on the host data path only).
@@ -244,7 +258,20 @@ impl Default for RuntimeOptions {
     }
 }
 
+/// Largest bucket of `auto` on a GPU: eight 1024x1024 images per encoder call.
+const GPU_ENCODER_BATCH: usize = 8;
+/// Largest bucket of `auto` on a GPU: segment everything's default points per batch.
+const GPU_DECODER_OBJECTS: usize = 64;
+
 impl RuntimeOptions {
+    pub fn encoder_buckets(&self, on_gpu: bool) -> ShapeBuckets {
+        self.encoder_batch_buckets.resolve(on_gpu, GPU_ENCODER_BATCH)
+    }
+
+    pub fn decoder_buckets(&self, on_gpu: bool) -> ShapeBuckets {
+        self.decoder_object_buckets.resolve(on_gpu, GPU_DECODER_OBJECTS)
+    }
+
     pub fn intra_threads_or_cores(&self) -> usize {
         match self.intra_threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),

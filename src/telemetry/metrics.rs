@@ -22,6 +22,8 @@ pub const JOBS_SKIPPED: &str = "samstream_jobs_skipped_total";
 pub const REQUESTS_REFUSED: &str = "samstream_requests_refused_total";
 pub const ENCODER_BATCHED_IMAGES: &str = "samstream_encoder_batched_images_total";
 pub const ENCODER_BATCHES: &str = "samstream_encoder_batches_total";
+pub const SHAPE_RUNS: &str = "samstream_graph_shape_runs_total";
+pub const PADDED_SLOTS: &str = "samstream_graph_padded_slots_total";
 pub const RESIDENT_MEMORY: &str = "samstream_process_resident_memory_bytes";
 pub const CLUSTER_PEERS_HEALTHY: &str = "samstream_cluster_peers_healthy";
 pub const SOURCES_HANDED_OVER: &str = "samstream_sources_handed_over_total";
@@ -57,6 +59,11 @@ pub fn handle() -> &'static PrometheusHandle {
             ENCODER_BATCHES,
             "Encoder runs by batch size, warm-up included (every size up to the max runs once at start)"
         );
+        metrics::describe_counter!(
+            SHAPE_RUNS,
+            "Encoder and decoder runs by graph and shape (images or objects, padded up to a bucket), warm-up included"
+        );
+        metrics::describe_counter!(PADDED_SLOTS, "Padding images or objects run to fill a bucket, by graph and shape (wasted work)");
         metrics::describe_gauge!(RESIDENT_MEMORY, metrics::Unit::Bytes, "Resident set size of the server process");
         metrics::describe_gauge!(CLUSTER_PEERS_HEALTHY, "Replicas (this one included) passing their health checks, as this one sees them");
         metrics::describe_counter!(SOURCES_HANDED_OVER, "Sources stopped here because another replica owns them now (SOURCE_MOVED)");

@@ -1,24 +1,27 @@
 //! SAM's prompt encoder + mask decoder behind an IO binding: the embedding is read where the
 //! encoder left it, only prompt tokens go up (mask inputs only when they change), and the
 //! low-res logits either stay on the device for the postprocessing graph or come to the host
-//! for OpenCV.
+//! for OpenCV. With fixed object count shapes each shape has its own session (cuDNN keeps a
+//! convolution's plan for its last input shape only); a call is padded up to its shape.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::time::Instant;
 
-use ndarray::{Array2, Array3};
-use ort::memory::MemoryInfo;
+use ndarray::{Array2, Array3, s};
+use ort::memory::{Allocator, MemoryInfo};
 use ort::session::{IoBinding, Session};
 use ort::value::{DynTensor, Tensor};
 
 use super::candidates::DeviceCandidates;
 use super::device_stages::DevicePostprocess;
+use super::encoder::OpenSession;
 use super::host::HostTensor;
 use super::placement::Placement;
-use super::{check_shape, take_output};
+use super::{check_shape, count_shape_run, take_output};
 use crate::model::{
     DecodedGroup, Embedding, LOW_RES, MASK_TOKENS, MaskDecoder, MaskGroup, MaskOutput, MaskRequest, ModelError, PromptTokens,
+    SHARED_DECODER, ShapeBuckets,
 };
 use crate::telemetry::StageTimings;
 
@@ -27,70 +30,112 @@ use crate::telemetry::StageTimings;
 struct MaskInputs {
     mask_input: Tensor<f32>,
     has_mask: Tensor<f32>,
-    /// Bumped whenever the contents change (see `OrtDecoder::bound_masks`).
+    /// Bumped whenever the contents change (see `Graph::bound_masks`).
     generation: u64,
 }
 
-/// A decoder graph in its session, with its binding.
+/// Which exported decoder graph a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum GraphKind {
+    /// decoder.onnx: every object on its own copy of the embedding (mask inputs allowed).
+    PerObject,
+    /// decoder_shared.onnx, where exported: objects without a mask input share the image side's
+    /// prompt-independent work (same results, a quarter less work for many objects).
+    Shared,
+}
+
+/// A decoder graph in its session (one per object count shape with fixed shapes), with its binding.
 struct Graph {
     session: Session,
     binding: IoBinding,
+    /// Which mask inputs the binding holds now: (objects, generation).
+    bound_masks: Option<(usize, u64)>,
 }
 
 impl Graph {
     fn new(session: Session) -> Result<Self, ModelError> {
         let binding = session.create_binding()?;
-        Ok(Self { session, binding })
+        Ok(Self { session, binding, bound_masks: None })
     }
 }
 
 pub struct OrtDecoder {
-    /// decoder.onnx: every object on its own copy of the embedding (mask inputs allowed).
-    per_object: Graph,
-    /// decoder_shared.onnx, where exported: objects without a mask input share the image
-    /// side's prompt-independent work (same results, a quarter less work for many objects).
-    shared: Option<Graph>,
+    /// By graph and object count shape (0 with exact shapes: one session for every count).
+    graphs: HashMap<(GraphKind, usize), Graph>,
+    open_per_object: OpenSession,
+    open_shared: Option<OpenSession>,
+    buckets: ShapeBuckets,
     placement: Placement,
     /// The postprocessing graphs, with `DataPath::Device`: prompted objects' masks, and
     /// segment everything's candidates.
     postprocess: Option<(DevicePostprocess, DeviceCandidates)>,
+    /// By object count shape; page-locked on CUDA, so their uploads run at full speed.
     mask_inputs: HashMap<usize, MaskInputs>,
-    /// Which mask inputs the binding holds now: (objects, generation).
-    bound_masks: Option<(usize, u64)>,
+    host_allocator: Allocator,
     cpu: MemoryInfo<'static>,
 }
 
 impl OrtDecoder {
     pub(super) fn new(
-        session: Session,
-        shared: Option<Session>,
+        open_per_object: OpenSession,
+        open_shared: Option<OpenSession>,
+        buckets: ShapeBuckets,
         placement: Placement,
         postprocess: Option<(DevicePostprocess, DeviceCandidates)>,
     ) -> Result<Self, ModelError> {
-        Ok(Self {
-            per_object: Graph::new(session)?,
-            shared: shared.map(Graph::new).transpose()?,
+        let first = Graph::new(open_per_object()?)?;
+        let host_allocator = placement.host_allocator(&first.session)?;
+        let mut decoder = Self {
+            graphs: HashMap::new(),
+            open_per_object,
+            open_shared,
+            buckets,
             placement,
             postprocess,
             mask_inputs: HashMap::new(),
-            bound_masks: None,
+            host_allocator,
             cpu: MemoryInfo::default(),
-        })
+        };
+        decoder.graphs.insert((GraphKind::PerObject, decoder.key(decoder.buckets.shape_for(1))), first);
+        Ok(decoder)
+    }
+
+    fn key(&self, shape: usize) -> usize {
+        if self.buckets.largest().is_some() { shape } else { 0 }
+    }
+
+    /// The session of `kind` for `shape` objects, opened on first use (the warm-up runs every
+    /// shape of both graphs).
+    fn graph(&mut self, kind: GraphKind, shape: usize) -> Result<&mut Graph, ModelError> {
+        let key = (kind, self.key(shape));
+        if let Entry::Vacant(entry) = self.graphs.entry(key) {
+            let open = match kind {
+                GraphKind::PerObject => &self.open_per_object,
+                GraphKind::Shared => self.open_shared.as_ref().ok_or_else(|| ModelError::Backend(format!("no {SHARED_DECODER}")))?,
+            };
+            tracing::debug!(?kind, shape, "decoder session opened for an object count shape");
+            entry.insert(Graph::new(open()?)?);
+        }
+        Ok(self.graphs.get_mut(&key).expect("inserted above"))
     }
 
     /// Fills the mask inputs for `objects`, writing only the rows that changed, and binds them
-    /// unless the binding already holds exactly these contents.
-    fn bind_masks(&mut self, objects: &[&PromptTokens]) -> Result<(), ModelError> {
+    /// to `graph` unless its binding already holds exactly these contents.
+    fn bind_masks(
+        mask_inputs: &mut HashMap<usize, MaskInputs>,
+        allocator: &Allocator,
+        graph: &mut Graph,
+        objects: &[&PromptTokens],
+    ) -> Result<(), ModelError> {
         let n = objects.len();
-        let inputs = match self.mask_inputs.entry(n) {
+        let inputs = match mask_inputs.entry(n) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
-                let allocator = ort::memory::Allocator::default();
-                entry.insert(MaskInputs {
-                    mask_input: Tensor::new(&allocator, [n, 1, LOW_RES, LOW_RES])?,
-                    has_mask: Tensor::new(&allocator, [n])?,
-                    generation: 0,
-                })
+                let mut mask_input = Tensor::new(allocator, [n, 1, LOW_RES, LOW_RES])?;
+                let mut has_mask = Tensor::new(allocator, [n])?;
+                mask_input.extract_tensor_mut().1.fill(0.0);
+                has_mask.extract_tensor_mut().1.fill(0.0);
+                entry.insert(MaskInputs { mask_input, has_mask, generation: 0 })
             }
         };
         let mut changed = false;
@@ -114,10 +159,10 @@ impl OrtDecoder {
         if changed {
             inputs.generation += 1;
         }
-        if self.bound_masks != Some((n, inputs.generation)) {
-            self.per_object.binding.bind_input("mask_input", &inputs.mask_input)?;
-            self.per_object.binding.bind_input("has_mask_input", &inputs.has_mask)?;
-            self.bound_masks = Some((n, inputs.generation));
+        if graph.bound_masks != Some((n, inputs.generation)) {
+            graph.binding.bind_input("mask_input", &inputs.mask_input)?;
+            graph.binding.bind_input("has_mask_input", &inputs.has_mask)?;
+            graph.bound_masks = Some((n, inputs.generation));
         }
         Ok(())
     }
@@ -128,51 +173,62 @@ impl MaskDecoder for OrtDecoder {
         let started = Instant::now();
         let n = objects.len();
         let tokens = objects.first().map_or(0, |o| o.len());
-        let mut coords = Array3::<f32>::zeros((n, tokens, 2));
-        let mut labels = Array2::<f32>::zeros((n, tokens));
-        for (i, object) in objects.iter().enumerate() {
-            if object.len() != tokens {
-                return Err(ModelError::Shape { name: "point_labels", shape: vec![object.len(), tokens] });
-            }
+        if objects.iter().any(|object| object.len() != tokens) {
+            let odd = objects.iter().find(|o| o.len() != tokens).map_or(0, |o| o.len());
+            return Err(ModelError::Shape { name: "point_labels", shape: vec![odd, tokens] });
+        }
+        // Padding objects repeat the first one's prompt without a mask: objects are independent,
+        // so they change no real object's result.
+        let shape = self.buckets.shape_for(n);
+        let filler = objects.first().map(|first| PromptTokens { mask_input: None, ..(*first).clone() });
+        let mut padded: Vec<&PromptTokens> = objects.to_vec();
+        padded.extend(filler.iter().cycle().take(shape - n));
+        let mut coords = Array3::<f32>::zeros((shape, tokens, 2));
+        let mut labels = Array2::<f32>::zeros((shape, tokens));
+        for (i, object) in padded.iter().enumerate() {
             for (t, (xy, label)) in object.coords.iter().zip(&object.labels).enumerate() {
                 coords[[i, t, 0]] = xy[0];
                 coords[[i, t, 1]] = xy[1];
                 labels[[i, t]] = *label;
             }
         }
-        let shared = self.shared.is_some() && objects.iter().all(|o| o.mask_input.is_none());
-        if !shared {
-            self.bind_masks(objects)?;
-        }
+        let shared = self.open_shared.is_some() && objects.iter().all(|o| o.mask_input.is_none());
+        let kind = if shared { GraphKind::Shared } else { GraphKind::PerObject };
         // Low-res logits stay where the next stage runs: on the device for the postprocessing
         // graph, on the host for OpenCV.
-        let low_res_memory = if self.postprocess.is_some() { self.placement.device_memory() } else { &self.cpu };
-        let graph = match self.shared.as_mut() {
-            Some(graph) if shared => graph,
-            _ => &mut self.per_object,
-        };
+        let low_res_memory = if self.postprocess.is_some() { self.placement.device_memory().clone() } else { self.cpu.clone() };
+        let cpu = self.cpu.clone();
+        self.graph(kind, shape)?;
+        let graph = self.graphs.get_mut(&(kind, self.key(shape))).expect("opened above");
+        if !shared {
+            Self::bind_masks(&mut self.mask_inputs, &self.host_allocator, graph, &padded)?;
+        }
         graph.binding.bind_input("image_embeddings", embedding.downcast_ref::<DynTensor>()?)?;
         graph.binding.bind_input("point_coords", &Tensor::from_array(coords)?)?;
         graph.binding.bind_input("point_labels", &Tensor::from_array(labels)?)?;
-        graph.binding.bind_output_to_device("iou_predictions", &self.cpu)?;
-        graph.binding.bind_output_to_device("low_res_masks", low_res_memory)?;
+        graph.binding.bind_output_to_device("iou_predictions", &cpu)?;
+        graph.binding.bind_output_to_device("low_res_masks", &low_res_memory)?;
         let (iou, low_res) = {
             let mut outputs = graph.session.run_binding(&graph.binding)?;
             (take_output(&mut outputs, "iou_predictions")?, take_output(&mut outputs, "low_res_masks")?)
         };
-        check_shape(&iou, "iou_predictions", &[n, MASK_TOKENS])?;
-        check_shape(&low_res, "low_res_masks", &[n, MASK_TOKENS, LOW_RES, LOW_RES])?;
-        let iou = iou.try_extract_array::<f32>()?.to_owned().into_dimensionality().expect("shape checked above");
+        count_shape_run("decoder", shape, n);
+        check_shape(&iou, "iou_predictions", &[shape, MASK_TOKENS])?;
+        check_shape(&low_res, "low_res_masks", &[shape, MASK_TOKENS, LOW_RES, LOW_RES])?;
+        let iou: Array2<f32> =
+            iou.try_extract_array::<f32>()?.slice(s![..n, ..]).to_owned().into_dimensionality().expect("shape checked above");
         let mut timings = StageTimings { decoder: started.elapsed(), ..Default::default() };
         let masks = match (self.postprocess.as_mut(), request.output) {
+            // Host logits are read by row; padding rows are never asked for.
             (None, _) => MaskGroup::LowRes(Box::new(HostTensor(low_res))),
+            // Candidates are picked by their IoU rows: padding rows are never picked.
             (Some((_, candidates)), MaskOutput::Candidates(filter)) => {
                 let (group, spent) = candidates.run(&low_res, &iou, &filter, &request.geometry)?;
                 timings += spent;
                 group
             }
             (Some((postprocess, _)), MaskOutput::Objects { .. }) => {
-                let out = postprocess.masks(&low_res, request.tokens(), request.geometry, request.keeps_low_res())?;
+                let out = postprocess.masks(&low_res, n, request.tokens(), request.geometry, request.keeps_low_res())?;
                 timings += out.timings;
                 MaskGroup::Binary {
                     tokens: request.tokens(),
@@ -186,5 +242,9 @@ impl MaskDecoder for OrtDecoder {
 
     fn makes_masks(&self) -> bool {
         self.postprocess.is_some()
+    }
+
+    fn object_buckets(&self) -> ShapeBuckets {
+        self.buckets.clone()
     }
 }

@@ -2,7 +2,7 @@
 //! intermediate in device memory and the constants they need cached there.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ndarray::Array4;
 use ort::memory::Allocator;
@@ -10,17 +10,17 @@ use ort::session::{IoBinding, Session};
 use ort::value::{AsValueMut, DynTensor, Tensor, TensorElementType, ValueTypeMarker};
 
 use super::graphs::{pick, postprocess, preprocess};
-use super::placement::{HostTensorPool, Placement, PooledTensor};
+use super::placement::{HostTensorPool, Placement, PooledTensor, Upload};
 use super::{stage_session, take_output};
 use crate::model::{IMAGE_SIZE, ImageGeometry, LOW_RES, ModelError, RgbFrame, RuntimeOptions, resample};
 use crate::telemetry::StageTimings;
 
-/// The resampling weights and padding of one frame size, in device memory.
-struct FrameConstants {
+/// The binding of one frame size, with that size's resampling weights and padding bound: bound
+/// once, which copies them into device memory through this session, kept there for the
+/// size's later frames (`pads` stays a host tensor: CUDA's Pad reads it on the host).
+struct FrameBinding {
     size: (usize, usize),
-    horizontal: DynTensor,
-    vertical: DynTensor,
-    pads: DynTensor,
+    binding: IoBinding,
 }
 
 /// Frame sizes whose constants stay on the device (sources keep their size; Segment calls vary).
@@ -28,10 +28,10 @@ const CACHED_FRAME_SIZES: usize = 8;
 
 pub struct DevicePreprocess {
     session: Session,
-    binding: IoBinding,
     placement: Placement,
     staging: HostTensorPool,
-    constants: VecDeque<FrameConstants>,
+    /// Most recently used first.
+    frame_sizes: VecDeque<FrameBinding>,
 }
 
 impl DevicePreprocess {
@@ -42,34 +42,32 @@ impl DevicePreprocess {
     }
 
     fn new(session: Session, placement: Placement) -> Result<Self, ModelError> {
-        let binding = session.create_binding()?;
         let staging = HostTensorPool::new(placement.host_allocator(&session)?);
-        Ok(Self { session, binding, placement, staging, constants: VecDeque::new() })
+        Ok(Self { session, placement, staging, frame_sizes: VecDeque::new() })
     }
 
     /// Uploads the frame's bytes and writes its `[1, 3, 1024, 1024]` input into `output` (a
     /// device tensor, or one image's slot of a batch); returns the upload and preprocess times.
     pub fn run<T: ValueTypeMarker + ?Sized>(&mut self, frame: &RgbFrame, output: impl AsValueMut<T>) -> Result<StageTimings, ModelError> {
         let g = frame.geometry;
-        // A run that failed left its bindings (an output slot among them); start afresh.
-        self.binding.clear();
         // A new frame size's resampling weights are computed and moved to the device once;
         // that counts as preprocessing.
         let started = Instant::now();
-        self.cache_constants(g)?;
-        let constants = &self.constants[0];
-        self.binding.bind_input(preprocess::INPUT_HORIZONTAL, &constants.horizontal)?;
-        self.binding.bind_input(preprocess::INPUT_VERTICAL, &constants.vertical)?;
-        self.binding.bind_input(preprocess::INPUT_PADS, &constants.pads)?;
+        self.select_frame_size(g)?;
         let setup = started.elapsed();
+        let binding = &mut self.frame_sizes[0].binding;
+        // A run that failed left its output bound (a slot of a batch that may be gone).
+        binding.clear_outputs();
         let started = Instant::now();
         let mut staging = self.staging.take(TensorElementType::Uint8, &[g.height as i64, g.width as i64, 3])?;
         staging.data_mut::<u8>()?.copy_from_slice(frame.bytes()?);
-        let upload = started.elapsed() + self.placement.bind_and_upload(&mut self.binding, preprocess::INPUT_IMAGE, staging.tensor())?;
+        let upload = started.elapsed() + self.placement.bind_frame_input(binding, preprocess::INPUT_IMAGE, staging.tensor())?;
         let started = Instant::now();
-        self.binding.bind_output(preprocess::OUTPUT, output)?;
-        self.session.run_binding(&self.binding)?;
-        self.binding.clear();
+        binding.bind_output(preprocess::OUTPUT, output)?;
+        self.session.run_binding(binding)?;
+        binding.clear_outputs();
+        // `staging` goes back to its pool only now: the run consumed the copy from it.
+        drop(staging);
         Ok(StageTimings { upload, preprocess: setup + started.elapsed(), ..Default::default() })
     }
 
@@ -82,26 +80,26 @@ impl DevicePreprocess {
         Ok((array, times))
     }
 
-    /// Puts the constants of `g`'s frame size first in the cache, computing them if needed.
-    fn cache_constants(&mut self, g: ImageGeometry) -> Result<(), ModelError> {
+    /// Puts the binding of `g`'s frame size first, creating it (and uploading its constants)
+    /// if needed.
+    fn select_frame_size(&mut self, g: ImageGeometry) -> Result<(), ModelError> {
         let size = (g.width, g.height);
-        if let Some(i) = self.constants.iter().position(|c| c.size == size) {
-            let hit = self.constants.remove(i).expect("index is in range");
-            self.constants.push_front(hit);
-        } else {
-            let side = IMAGE_SIZE as i64;
-            let (w, h, rw, rh) = (g.width as i64, g.height as i64, g.resized_width as i64, g.resized_height as i64);
-            let horizontal = Tensor::from_array(([w, rw], resample::weights_by_input(g.width, g.resized_width)))?;
-            let vertical = Tensor::from_array(([rh, h], resample::weights_by_output(g.height, g.resized_height)))?;
-            let pads = Tensor::from_array(([6i64], vec![0i64, 0, 0, 0, side - rh, side - rw]))?;
-            self.constants.push_front(FrameConstants {
-                size,
-                horizontal: self.placement.to_device(horizontal)?,
-                vertical: self.placement.to_device(vertical)?,
-                pads: self.placement.to_device(pads)?,
-            });
-            self.constants.truncate(CACHED_FRAME_SIZES);
+        if let Some(i) = self.frame_sizes.iter().position(|c| c.size == size) {
+            let hit = self.frame_sizes.remove(i).expect("index is in range");
+            self.frame_sizes.push_front(hit);
+            return Ok(());
         }
+        let side = IMAGE_SIZE as i64;
+        let (w, h, rw, rh) = (g.width as i64, g.height as i64, g.resized_width as i64, g.resized_height as i64);
+        let horizontal = Tensor::from_array(([w, rw], resample::weights_by_input(g.width, g.resized_width)))?.upcast();
+        let vertical = Tensor::from_array(([rh, h], resample::weights_by_output(g.height, g.resized_height)))?.upcast();
+        let pads = Tensor::from_array(([6i64], vec![0i64, 0, 0, 0, side - rh, side - rw]))?.upcast();
+        let mut binding = self.session.create_binding()?;
+        for (name, constant) in [(preprocess::INPUT_HORIZONTAL, &horizontal), (preprocess::INPUT_VERTICAL, &vertical), (preprocess::INPUT_PADS, &pads)] {
+            self.placement.bind_input(&mut binding, name, constant, Upload::Constant)?;
+        }
+        self.frame_sizes.push_front(FrameBinding { size, binding });
+        self.frame_sizes.truncate(CACHED_FRAME_SIZES);
         Ok(())
     }
 }
@@ -112,14 +110,13 @@ pub struct PostprocessOutputs {
     pub masks: PooledTensor,
     /// `[N, K, 256, 256]` f32 low-res logits of the chosen tokens, when asked for.
     pub low_res: Option<PooledTensor>,
-    /// The graph's run (postprocess) and the copies to the host (download).
+    /// The graph's run, the copy of its results to the host included (postprocess).
     pub timings: StageTimings,
 }
 
 pub struct DevicePostprocess {
     session: Session,
     binding: IoBinding,
-    placement: Placement,
     host: HostTensorPool,
 }
 
@@ -133,10 +130,10 @@ impl DevicePostprocess {
     fn new(session: Session, placement: Placement) -> Result<Self, ModelError> {
         let binding = session.create_binding()?;
         let host = HostTensorPool::new(placement.host_allocator(&session)?);
-        Ok(Self { session, binding, placement, host })
+        Ok(Self { session, binding, host })
     }
 
-    fn bind_inputs(&mut self, low_res: &DynTensor, tokens: &[usize], geometry: ImageGeometry) -> Result<(), ModelError> {
+    fn bind_inputs(&mut self, low_res: &DynTensor, objects: usize, tokens: &[usize], geometry: ImageGeometry) -> Result<(), ModelError> {
         // A run that failed left its bindings; an output still bound to a pooled buffer that is
         // back in use elsewhere would be written into by the next run.
         self.binding.clear();
@@ -144,58 +141,47 @@ impl DevicePostprocess {
         let resized = [geometry.resized_height as i64, geometry.resized_width as i64];
         let original = [geometry.height as i64, geometry.width as i64];
         self.binding.bind_input(postprocess::INPUT_LOW_RES, low_res)?;
+        self.binding.bind_input(postprocess::INPUT_OBJECTS, &Tensor::from_array(([1usize], vec![objects as i64]))?)?;
         self.binding.bind_input(postprocess::INPUT_TOKENS, &Tensor::from_array(([tokens.len()], tokens))?)?;
         self.binding.bind_input(postprocess::INPUT_RESIZED, &Tensor::from_array(([2usize], resized.to_vec()))?)?;
         self.binding.bind_input(postprocess::INPUT_ORIGINAL, &Tensor::from_array(([2usize], original.to_vec()))?)?;
         Ok(())
     }
 
-    /// Masks of `tokens` for every object in `low_res` (`[N, 4, 256, 256]`, device memory).
+    /// Masks of `tokens` for the first `objects` objects in `low_res` (`[P, 4, 256, 256]`,
+    /// device memory; the rest pad a fixed shape).
     pub fn masks(
         &mut self,
         low_res: &DynTensor,
+        objects: usize,
         tokens: &[usize],
         geometry: ImageGeometry,
         keep_low_res: bool,
     ) -> Result<PostprocessOutputs, ModelError> {
         let started = Instant::now();
-        let objects = low_res.shape()[0];
+        let n = objects as i64;
         let (k, h, w) = (tokens.len() as i64, geometry.height as i64, geometry.width as i64);
-        let mut masks = self.host.take(TensorElementType::Uint8, &[objects, k, h, w])?;
+        let mut masks = self.host.take(TensorElementType::Uint8, &[n, k, h, w])?;
         let mut low_res_out =
-            keep_low_res.then(|| self.host.take(TensorElementType::Float32, &[objects, k, LOW_RES as i64, LOW_RES as i64])).transpose()?;
-        self.bind_inputs(low_res, tokens, geometry)?;
-        let on_device = !self.placement.device_is_host();
-        if on_device {
-            // The graph writes into device memory; the download below is timed on its own.
-            self.binding.bind_output_to_device(postprocess::OUTPUT_MASKS, self.placement.device_memory())?;
-            if keep_low_res {
-                self.binding.bind_output_to_device(postprocess::OUTPUT_LOW_RES, self.placement.device_memory())?;
-            }
-        } else {
-            self.binding.bind_output(postprocess::OUTPUT_MASKS, masks.tensor_mut())?;
-            if let Some(out) = low_res_out.as_mut() {
-                self.binding.bind_output(postprocess::OUTPUT_LOW_RES, out.tensor_mut())?;
-            }
+            keep_low_res.then(|| self.host.take(TensorElementType::Float32, &[n, k, LOW_RES as i64, LOW_RES as i64])).transpose()?;
+        self.bind_inputs(low_res, objects, tokens, geometry)?;
+        // Straight into the pooled (page-locked on CUDA) buffers: ONNX Runtime copies the
+        // results to the host inside this run, on its stream.
+        self.binding.bind_output(postprocess::OUTPUT_MASKS, masks.tensor_mut())?;
+        if let Some(out) = low_res_out.as_mut() {
+            self.binding.bind_output(postprocess::OUTPUT_LOW_RES, out.tensor_mut())?;
         }
-        let mut outputs = self.session.run_binding(&self.binding)?;
-        let postprocess = started.elapsed();
-        let mut download = Duration::ZERO;
-        if on_device {
-            download += self.placement.download(&take_output(&mut outputs, postprocess::OUTPUT_MASKS)?, masks.tensor_mut())?;
-            if let Some(out) = low_res_out.as_mut() {
-                download += self.placement.download(&take_output(&mut outputs, postprocess::OUTPUT_LOW_RES)?, out.tensor_mut())?;
-            }
-        }
-        drop(outputs);
+        let run = self.session.run_binding(&self.binding).map(drop);
         self.binding.clear();
-        Ok(PostprocessOutputs { masks, low_res: low_res_out, timings: StageTimings { postprocess, download, ..Default::default() } })
+        run?;
+        let postprocess = started.elapsed();
+        Ok(PostprocessOutputs { masks, low_res: low_res_out, timings: StageTimings { postprocess, ..Default::default() } })
     }
 
     /// Full-resolution logits of `tokens` (`[N, K, H, W]` f32), copied to the host: what
     /// SamPredictor returns with `return_logits=True`. For parity checks and benchmarks.
     pub fn logits(&mut self, low_res: &DynTensor, tokens: &[usize], geometry: ImageGeometry) -> Result<Vec<f32>, ModelError> {
-        self.bind_inputs(low_res, tokens, geometry)?;
+        self.bind_inputs(low_res, low_res.shape()[0] as usize, tokens, geometry)?;
         self.binding.bind_output_to_device(postprocess::OUTPUT_LOGITS, &ort::memory::MemoryInfo::default())?;
         let mut outputs = self.session.run_binding(&self.binding)?;
         let logits = take_output(&mut outputs, postprocess::OUTPUT_LOGITS)?.try_extract_tensor::<f32>()?.1.to_vec();
@@ -223,8 +209,8 @@ impl PickEmbedding {
         Ok(Self { session, binding, placement })
     }
 
-    pub fn split(&mut self, batch: &DynTensor) -> Result<Vec<DynTensor>, ModelError> {
-        let images = batch.shape()[0] as usize;
+    /// The first `images` embeddings of `batch` (the rest are padding).
+    pub fn split(&mut self, batch: &DynTensor, images: usize) -> Result<Vec<DynTensor>, ModelError> {
         self.binding.clear();
         self.binding.bind_input(pick::INPUT_BATCH, batch)?;
         let mut embeddings = Vec::with_capacity(images);

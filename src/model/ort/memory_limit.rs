@@ -1,32 +1,85 @@
-//! `--memory-limit` on the CPU provider: one arena for every session's tensors, capped, so that
-//! a run that would need more fails (RESOURCE_EXHAUSTED) instead of growing the process without
-//! bound, the way CUDA's `gpu_mem_limit` makes runs fail on a GPU. ort has no safe wrapper for
-//! environment allocators, hence the few raw ONNX Runtime API calls here.
+//! `--memory-limit` and the one device arena: every session allocates its device tensors from
+//! one arena registered with the environment, so that the limit caps the sum over sessions
+//! (encoder sessions per batch shape, decoder sessions per object count shape, the stage
+//! graphs) rather than each of them. On CUDA the arena is registered always (one pool of GPU
+//! memory instead of one per session), capped by the limit when there is one; on the CPU
+//! provider only with a limit (a run that would need more fails with RESOURCE_EXHAUSTED
+//! instead of growing the process without bound). ort has no safe wrapper for environment
+//! allocators, hence the few raw ONNX Runtime API calls here.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ort::AsPointer;
 use ort::environment::Environment;
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::sys::OrtStatusPtr;
 
+use crate::model::{Device, RuntimeOptions};
+
 /// ONNX Runtime's `kSameAsRequested`: the arena grows by what a run asks for, not in powers of
 /// two, so the cap is reached only when the memory is really needed.
 const EXTEND_SAME_AS_REQUESTED: usize = 1;
 
-/// Registers the capped CPU arena with `env`; sessions opt in with `with_env_allocators`.
-pub fn register_cpu_arena(env: &Environment, limit: usize) -> Result<(), String> {
+/// Whether an arena was registered with the environment for the device memory sessions use.
+static SHARED_ARENA: AtomicBool = AtomicBool::new(false);
+
+pub fn shared_device_arena() -> bool {
+    SHARED_ARENA.load(Ordering::Relaxed)
+}
+
+/// Registers the one arena for `options`' device with `env` (once, when the environment is
+/// built); sessions opt in with `with_env_allocators`. A CUDA arena that cannot be registered
+/// (no GPU library) leaves every session its own arena; the provider's registration then
+/// reports why.
+pub fn register_device_arena(env: &Environment, options: &RuntimeOptions) -> Result<(), String> {
+    let limit = options.memory_limit;
+    let registered = match options.device {
+        Device::Cpu if limit == 0 => return Ok(()),
+        Device::Cpu => register(env, None, MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Arena, MemoryType::Default), limit),
+        Device::Cuda(id) | Device::TensorRt(id) => {
+            let info = MemoryInfo::new(AllocationDevice::CUDA, id, AllocatorType::Arena, MemoryType::Default);
+            match register(env, Some(id), info, limit) {
+                Ok(()) => Ok(()),
+                Err(reason) => {
+                    tracing::warn!(%reason, "no shared CUDA arena; each session gets its own (--memory-limit then caps each one)");
+                    return Ok(());
+                }
+            }
+        }
+    };
+    registered?;
+    SHARED_ARENA.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+fn register(env: &Environment, cuda_device: Option<i32>, info: ort::Result<MemoryInfo>, limit: usize) -> Result<(), String> {
     let api = ort::api();
+    let info = info.map_err(|e| e.to_string())?;
+    // max_mem 0 is ONNX Runtime's "no limit".
     let keys = [c"max_mem".as_ptr(), c"arena_extend_strategy".as_ptr()];
     let values = [limit, EXTEND_SAME_AS_REQUESTED];
-    let info = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Arena, MemoryType::Default).map_err(|e| e.to_string())?;
+    let device_id = CString::new(cuda_device.unwrap_or(0).to_string()).expect("digits");
+    let provider_keys = [c"device_id".as_ptr()];
+    let provider_values = [device_id.as_ptr()];
     let mut config = std::ptr::null_mut();
-    // SAFETY: the key and value arrays have `keys.len()` entries and outlive the call; `config`
-    // is released after registration (which copies what it needs); `env` and `info` are valid
-    // ONNX Runtime objects for the duration of the calls.
+    // SAFETY: the key and value arrays have as many entries as passed and outlive the calls;
+    // `config` is released after registration (which copies what it needs); `env` and `info`
+    // are valid ONNX Runtime objects for the duration of the calls.
     unsafe {
         check((api.CreateArenaCfgV2)(keys.as_ptr(), values.as_ptr(), keys.len(), &mut config))?;
-        let status = (api.CreateAndRegisterAllocator)(env.ptr().cast_mut(), info.ptr(), config);
+        let status = match cuda_device {
+            None => (api.CreateAndRegisterAllocator)(env.ptr().cast_mut(), info.ptr(), config),
+            Some(_) => (api.CreateAndRegisterAllocatorV2)(
+                env.ptr().cast_mut(),
+                c"CUDAExecutionProvider".as_ptr(),
+                info.ptr(),
+                config,
+                provider_keys.as_ptr(),
+                provider_values.as_ptr(),
+                provider_keys.len(),
+            ),
+        };
         (api.ReleaseArenaCfg)(config);
         check(status)
     }

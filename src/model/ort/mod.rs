@@ -14,7 +14,7 @@ mod memory_limit;
 mod options;
 mod placement;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ort::environment::Environment;
@@ -24,11 +24,13 @@ use ort::value::{DynTensor, DynTensorValueType};
 pub use candidates::DeviceCandidates;
 pub use decoder::OrtDecoder;
 pub use device_stages::{DevicePostprocess, DevicePreprocess, PickEmbedding, PostprocessOutputs};
+use encoder::OpenSession;
 pub use encoder::OrtEncoder;
 use options::{GraphKind, session_builder};
 pub use placement::{HostTensorPool, Placement, PooledTensor};
 
-use crate::model::{BackendInfo, DataPath, ExecutionProvider, LoadedModel, ModelError, Precision, RuntimeOptions, SHARED_DECODER};
+use crate::telemetry::metrics::{PADDED_SLOTS, SHAPE_RUNS};
+use crate::model::{BackendInfo, DataPath, LoadedModel, ModelError, Precision, RuntimeOptions, SHARED_DECODER};
 
 /// ONNX Runtime allows one environment per process; every model shares it, and the first
 /// model's options decide its thread pool.
@@ -50,9 +52,7 @@ pub(crate) fn environment(options: &RuntimeOptions) -> Result<&'static Environme
                 builder = builder.with_global_thread_pool(pool);
             }
             let env = builder.build().map_err(|e| e.to_string())?;
-            if options.memory_limit > 0 {
-                memory_limit::register_cpu_arena(&env, options.memory_limit)?;
-            }
+            memory_limit::register_device_arena(&env, options)?;
             Ok(env)
         })
         .as_ref()
@@ -63,16 +63,26 @@ pub(crate) fn environment(options: &RuntimeOptions) -> Result<&'static Environme
 pub fn load(model_dir: &Path, options: &RuntimeOptions) -> Result<LoadedModel, ModelError> {
     let env = environment(options)?;
     let encoder_file = options.encoder_precision.file_name();
-    let (encoder_session, provider) = open(env, options, &model_dir.join(encoder_file), GraphKind::Encoder)?;
-    let (decoder_session, _) = open(env, options, &model_dir.join("decoder.onnx"), GraphKind::Decoder)?;
-    let shared_file = model_dir.join(SHARED_DECODER);
-    let shared_session = if shared_file.is_file() {
-        Some(open(env, options, &shared_file, GraphKind::Decoder)?.0)
+    let encoder_path = model_dir.join(encoder_file);
+    let decoder_path = model_dir.join("decoder.onnx");
+    let shared_path = model_dir.join(SHARED_DECODER);
+    for required in [&encoder_path, &decoder_path] {
+        if !required.is_file() {
+            return Err(ModelError::missing_file(required));
+        }
+    }
+    // Which provider the sessions really get (after a fallback), before opening any.
+    let (_, provider) = session_builder(options, env, GraphKind::Encoder)?;
+    let placement = Placement::for_provider(provider)?;
+    let on_gpu = provider.gpu().is_some();
+    let open_encoder = opener(env, options, encoder_path, GraphKind::Encoder);
+    let open_decoder = opener(env, options, decoder_path, GraphKind::Decoder);
+    let open_shared = if shared_path.is_file() {
+        Some(opener(env, options, shared_path, GraphKind::Decoder))
     } else {
         tracing::info!("no {SHARED_DECODER} in the model directory (export.py writes it); every object gets its own copy of the embedding");
         None
     };
-    let placement = Placement::for_provider(provider)?;
     let data_path = match options.requested_data_path() {
         DataPath::Auto if placement.device_is_host() => DataPath::Host,
         DataPath::Auto => DataPath::Device,
@@ -83,8 +93,10 @@ pub fn load(model_dir: &Path, options: &RuntimeOptions) -> Result<LoadedModel, M
     let postprocess =
         device.then(|| Ok::<_, ModelError>((DevicePostprocess::load(options)?, DeviceCandidates::load(options)?))).transpose()?;
     let pick = PickEmbedding::load(options)?;
-    let encoder = OrtEncoder::new(encoder_session, placement.clone(), preprocess, pick)?;
-    let decoder = OrtDecoder::new(decoder_session, shared_session, placement, postprocess)?;
+    let encoder_buckets = options.encoder_buckets(on_gpu);
+    let decoder_buckets = options.decoder_buckets(on_gpu);
+    let encoder = OrtEncoder::new(open_encoder, encoder_buckets.clone(), placement.clone(), preprocess, pick)?;
+    let decoder = OrtDecoder::new(open_decoder, open_shared, decoder_buckets.clone(), placement, postprocess)?;
     let info = BackendInfo { provider, data_path, precision: Precision::of(options, provider.gpu().is_some()) };
     tracing::info!(
         provider = %info.provider,
@@ -97,6 +109,8 @@ pub fn load(model_dir: &Path, options: &RuntimeOptions) -> Result<LoadedModel, M
         cpu_arena = options.cpu_arena,
         spinning = options.ort_spinning,
         shared_thread_pool = options.ort_shared_pool,
+        encoder_batch_shapes = ?encoder_buckets,
+        decoder_object_shapes = ?decoder_buckets,
         "onnxruntime sessions ready"
     );
     Ok(LoadedModel { encoder: Box::new(encoder), decoder: Box::new(decoder), info })
@@ -109,12 +123,19 @@ pub(crate) fn stage_session(options: &RuntimeOptions, model: ort::editor::Model)
     Ok((model.into_session(&builder)?, Placement::for_provider(provider)?))
 }
 
-fn open(env: &Environment, options: &RuntimeOptions, path: &Path, kind: GraphKind) -> Result<(Session, ExecutionProvider), ModelError> {
-    if !path.is_file() {
-        return Err(ModelError::missing_file(path));
-    }
-    let (mut builder, provider) = session_builder(options, env, kind)?;
-    Ok((builder.commit_from_file(path)?, provider))
+/// Opens sessions of the graph in `path` (one per shape, with fixed shapes).
+fn opener(env: &'static Environment, options: &RuntimeOptions, path: PathBuf, kind: GraphKind) -> OpenSession {
+    let options = options.clone();
+    Box::new(move || {
+        let (mut builder, _) = session_builder(&options, env, kind)?;
+        Ok(builder.commit_from_file(&path)?)
+    })
+}
+
+/// Counts one run of `graph` at `shape` and the padding slots it carried for `real` items.
+pub(crate) fn count_shape_run(graph: &'static str, shape: usize, real: usize) {
+    metrics::counter!(SHAPE_RUNS, "graph" => graph, "shape" => shape.to_string()).increment(1);
+    metrics::counter!(PADDED_SLOTS, "graph" => graph, "shape" => shape.to_string()).increment(shape.saturating_sub(real) as u64);
 }
 
 /// Takes a named output of the last run as a tensor.

@@ -2,7 +2,10 @@
 //! memory arena, and the execution provider (with its fallback to the CPU).
 
 use ort::ep;
+use ort::ep::ArenaExtendStrategy;
 use ort::ep::cuda::ConvAlgorithmSearch;
+
+use super::memory_limit::shared_device_arena;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
 use crate::model::ModelError;
@@ -33,10 +36,20 @@ pub(super) fn session_builder(
         .with_intra_op_spinning(options.ort_spinning)?
         .with_inter_op_spinning(options.ort_spinning)?;
     let tf32 = options.tf32 && kind != GraphKind::Stage;
-    let search = if kind == GraphKind::Encoder { ConvAlgorithmSearch::Exhaustive } else { ConvAlgorithmSearch::Heuristic };
+    let shared_arena = shared_device_arena();
     let cuda = |id: i32| {
-        let cuda = ep::CUDA::default().with_device_id(id).with_tf32(tf32).with_conv_algorithm_search(search.clone());
-        if options.memory_limit > 0 { cuda.with_memory_limit(options.memory_limit) } else { cuda }
+        // Since ONNX Runtime 1.20 no mode benchmarks: EXHAUSTIVE is only a slower heuristic query
+        // (cuDNN's mode B, reported to fail outright on some GPUs), redone on every shape change.
+        let cuda = ep::CUDA::default()
+            .with_device_id(id)
+            .with_tf32(tf32)
+            .with_conv_algorithm_search(ConvAlgorithmSearch::Heuristic)
+            .with_arena_extend_strategy(ArenaExtendStrategy::SameAsRequested);
+        match options.memory_limit {
+            // Without the shared arena (its registration failed), each session's own is capped.
+            limit if limit > 0 && !shared_arena => cuda.with_memory_limit(limit),
+            _ => cuda,
+        }
     };
     let gpu = match options.device {
         Device::Cpu => None,
@@ -64,21 +77,20 @@ pub(super) fn session_builder(
         }
     };
     builder = builder.with_execution_providers([ep::CPU::default().with_arena_allocator(options.cpu_arena).build()])?;
-    if options.memory_limit > 0 && provider.gpu().is_none() {
-        // The capped arena registered with the environment (see memory_limit.rs).
+    if shared_arena && (provider.gpu().is_some() || options.memory_limit > 0) {
+        // The arena registered with the environment for the provider's device memory (see
+        // memory_limit.rs): every session allocates from it, so the limit caps their sum.
         builder = builder.with_env_allocators()?;
     }
     Ok((builder, provider))
 }
 
-/// Which graph a session runs: decides its math and cuDNN's algorithm search on CUDA.
+/// Which graph a session runs: decides its math on CUDA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GraphKind {
-    /// TinyViT: float32 (TF32 with `--tf32`); cuDNN benchmarks every algorithm once per input
-    /// shape, which is why every batch size is warmed up before serving.
+    /// TinyViT: float32 (TF32 with `--tf32`).
     Encoder,
-    /// SAM's prompt encoder and mask decoder: small convolutions over a number of objects that
-    /// varies per call, so cuDNN's heuristics pick algorithms without a search per count.
+    /// SAM's prompt encoder and mask decoder (TF32 with `--tf32`).
     Decoder,
     /// The built pre/postprocessing graphs: always exact float math (the resampling must stay
     /// bit-exact), heuristic algorithm choice.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{IoBinding, Session};
-use ort::value::{DynTensor, PrimitiveTensorElementType, Tensor, TensorElementType};
+use ort::value::{DynTensor, PrimitiveTensorElementType, TensorElementType};
 
 use crate::model::{ExecutionProvider, ModelError};
 
@@ -53,11 +53,9 @@ impl Placement {
         &self.device
     }
 
-    /// Allocates in device memory through `session`'s allocator (its arena on CUDA).
+    /// Allocates in device memory through `session`'s allocator: its arena, which with
+    /// `--memory-limit` (and always on CUDA) is the one arena every session shares.
     pub fn device_allocator(&self, session: &Session) -> Result<Allocator, ModelError> {
-        if self.device_is_host() {
-            return Ok(Allocator::default());
-        }
         Ok(Allocator::new(session, self.device.clone())?)
     }
 
@@ -73,35 +71,56 @@ impl Placement {
         }))
     }
 
-    /// A host tensor moved into device memory once (constants such as resampling weights).
-    pub fn to_device<T: PrimitiveTensorElementType + std::fmt::Debug>(&self, host: Tensor<T>) -> Result<DynTensor, ModelError> {
-        match self.gpu {
-            None => Ok(host.upcast()),
-            Some(id) => Ok(host.upcast().to(AllocationDevice::CUDA, id)?),
+    /// What binding an input of this kind waits for. Nothing on the hot path waits for the
+    /// whole device: a frame's copy is queued on the session's stream, the run that consumes
+    /// it is ordered after it and synchronises at its end, and the caller keeps the host buffer
+    /// alive until then. A constant's host tensor is dropped right after binding, and it is
+    /// bound once per frame size, so waiting for it there costs nothing per frame.
+    pub fn upload_wait(&self, upload: Upload) -> UploadWait {
+        match (self.gpu, upload) {
+            (None, _) => UploadWait::NothingCopied,
+            (Some(_), Upload::Frame) => UploadWait::ConsumingRun,
+            (Some(_), Upload::Constant) => UploadWait::Provider,
         }
     }
 
-    /// Copies a device tensor into a host tensor of the same type and shape; returns the time
-    /// the copy took (zero on the CPU provider, where outputs are bound to host memory directly).
-    pub fn download(&self, device: &DynTensor, host: &mut DynTensor) -> Result<Duration, ModelError> {
-        if self.device_is_host() {
-            return Ok(Duration::ZERO);
-        }
-        let started = Instant::now();
-        device.copy_into(host)?;
-        Ok(started.elapsed())
-    }
-
-    /// Binds an input and waits until it is in device memory; returns how long that took (the
-    /// upload; binding host memory to a CUDA session copies it, on the CPU it is only bound).
-    pub fn bind_and_upload(&self, binding: &mut IoBinding, name: &str, value: &DynTensor) -> Result<Duration, ModelError> {
+    /// Binds an input (binding host memory to a CUDA session copies it into device memory) and
+    /// waits as `upload_wait` says; returns how long that took.
+    pub fn bind_input(&self, binding: &mut IoBinding, name: &str, value: &DynTensor, upload: Upload) -> Result<Duration, ModelError> {
         let started = Instant::now();
         binding.bind_input(name, value)?;
-        if !self.device_is_host() {
-            binding.synchronize_inputs()?;
+        match self.upload_wait(upload) {
+            UploadWait::NothingCopied | UploadWait::ConsumingRun => {}
+            // cudaDeviceSynchronize: waits for every stream of the device, other threads' too.
+            UploadWait::Provider => binding.synchronize_inputs()?,
         }
         Ok(started.elapsed())
     }
+
+    /// `bind_input` for a frame's data (per frame: never waits for the device).
+    pub fn bind_frame_input(&self, binding: &mut IoBinding, name: &str, value: &DynTensor) -> Result<Duration, ModelError> {
+        self.bind_input(binding, name, value, Upload::Frame)
+    }
+}
+
+/// Kinds of input the device paths bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    /// A frame's pixels or images, every frame: the hot path.
+    Frame,
+    /// A frame size's resampling constants, once per size.
+    Constant,
+}
+
+/// What a bind waits for before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadWait {
+    /// Device memory is host memory: the tensor is bound as it is.
+    NothingCopied,
+    /// Nothing: the run that consumes the copy waits for it (on its own stream).
+    ConsumingRun,
+    /// The whole device (`synchronize_inputs`).
+    Provider,
 }
 
 /// Host tensors kept between calls (page-locked on CUDA, so downloads into them run at full

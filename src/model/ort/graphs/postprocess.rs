@@ -13,6 +13,8 @@ pub const INPUT_LOW_RES: &str = "low_res_masks";
 pub const INPUT_TOKENS: &str = "tokens";
 pub const INPUT_RESIZED: &str = "resized_size";
 pub const INPUT_ORIGINAL: &str = "original_size";
+/// `[1]`: how many leading objects of `low_res_masks` are real (the rest pad a fixed shape).
+pub const INPUT_OBJECTS: &str = "objects";
 /// `[N, K, H, W]` u8, 255 inside.
 pub const OUTPUT_MASKS: &str = "masks";
 /// `[N, K, 256, 256]` f32, the chosen tokens' low-res logits (what tracking feeds back).
@@ -20,8 +22,9 @@ pub const OUTPUT_LOW_RES: &str = "chosen_low_res";
 /// `[N, K, H, W]` f32 full-resolution logits (SamPredictor's `return_logits=True`).
 pub const OUTPUT_LOGITS: &str = "logits";
 
-/// Inputs: `low_res_masks` f32 `[N, 4, 256, 256]`, `tokens` i64 `[K]`, `resized_size` i64
-/// `[2]` (height, width inside the padded 1024 square), `original_size` i64 `[2]`.
+/// Inputs: `low_res_masks` f32 `[P, 4, 256, 256]`, `objects` i64 `[1]` (N <= P real ones),
+/// `tokens` i64 `[K]`, `resized_size` i64 `[2]` (height, width inside the padded 1024 square),
+/// `original_size` i64 `[2]`.
 pub fn build() -> Result<ort::editor::Model, ModelError> {
     let mut g = GraphBuilder::new()?;
     let side = IMAGE_SIZE as i64;
@@ -33,7 +36,9 @@ pub fn build() -> Result<ort::editor::Model, ModelError> {
     let inside = g.constant("inside", &[], &[255u8])?;
     let outside = g.constant("outside", &[], &[0u8])?;
 
-    let chosen = g.op("Gather", &[INPUT_LOW_RES, INPUT_TOKENS], Some(OUTPUT_LOW_RES), vec![attr("axis", 1i64)?])?;
+    let first_axis = g.constant("first_axis", &[1], &[0i64])?;
+    let real = g.op("Slice", &[INPUT_LOW_RES, &first_two.0, INPUT_OBJECTS, &first_axis], None, vec![])?;
+    let chosen = g.op("Gather", &[&real, INPUT_TOKENS], Some(OUTPUT_LOW_RES), vec![attr("axis", 1i64)?])?;
     let shape = g.op("Shape", &[&chosen], None, vec![])?;
     let objects_tokens = g.op("Slice", &[&shape, &first_two.0, &first_two.1], None, vec![])?;
     let bilinear = || -> Result<Vec<ort::operator::Attribute>, ModelError> {
@@ -51,7 +56,8 @@ pub fn build() -> Result<ort::editor::Model, ModelError> {
     let low_res = LOW_RES as i64;
     g.finish(
         &[
-            Port::new(INPUT_LOW_RES, Float32, &[n, Dim::Fixed(MASK_TOKENS as i64), Dim::Fixed(low_res), Dim::Fixed(low_res)]),
+            Port::new(INPUT_LOW_RES, Float32, &[Dim::Named("padded"), Dim::Fixed(MASK_TOKENS as i64), Dim::Fixed(low_res), Dim::Fixed(low_res)]),
+            Port::new(INPUT_OBJECTS, Int64, &[Dim::Fixed(1)]),
             Port::new(INPUT_TOKENS, Int64, &[k]),
             Port::new(INPUT_RESIZED, Int64, &[Dim::Fixed(2)]),
             Port::new(INPUT_ORIGINAL, Int64, &[Dim::Fixed(2)]),
