@@ -15,7 +15,7 @@ use ort::value::DynTensor;
 use samstream::model::postprocess::binary_mask;
 use samstream::model::prompt::PromptTokens;
 use samstream::model::{
-    DataPath, DecodedObjects, Embedding, EncoderInput, ImageGeometry, LOW_RES, LoadedModel, MASK_TOKENS, MaskRequest, Preprocessor,
+    DataPath, DecodedObjects, Embedding, EncoderInput, ImageGeometry, LOW_RES, LoadedModel, MaskRequest, Preprocessor,
     RgbFrame, RuntimeOptions,
 };
 

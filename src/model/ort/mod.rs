@@ -27,7 +27,7 @@ pub use device_stages::{DevicePostprocess, DevicePreprocess, PickEmbedding, Post
 use encoder::OpenSession;
 pub use encoder::OrtEncoder;
 use options::{GraphKind, session_builder};
-pub use placement::{HostTensorPool, Placement, PooledTensor};
+pub use placement::{HostTensorPool, Placement, PooledTensor, Upload, UploadWait};
 
 use crate::telemetry::metrics::{PADDED_SLOTS, SHAPE_RUNS};
 use crate::model::{BackendInfo, DataPath, LoadedModel, ModelError, Precision, RuntimeOptions, SHARED_DECODER};
@@ -118,7 +118,7 @@ pub fn load(model_dir: &Path, options: &RuntimeOptions) -> Result<LoadedModel, M
 
 /// A session for a built graph on the provider `options` choose (exact math), and where its
 /// tensors live.
-pub(crate) fn stage_session(options: &RuntimeOptions, model: ort::editor::Model) -> Result<(Session, Placement), ModelError> {
+pub fn stage_session(options: &RuntimeOptions, model: ort::editor::Model) -> Result<(Session, Placement), ModelError> {
     let (builder, provider) = session_builder(options, environment(options)?, GraphKind::Stage)?;
     Ok((model.into_session(&builder)?, Placement::for_provider(provider)?))
 }
