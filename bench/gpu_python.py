@@ -15,10 +15,14 @@ JSON object (medians in milliseconds):
                predictor in float32 without TF32, same image and prompt; and, with
                --masks MODE=DIR, samstream's own masks (PNG) of each mode against its signs
 
-    python3 bench/gpu_python.py MODEL_DIR IMAGE [--fp16 encoder_fp16.onnx] [--runs N]
-                                [--device cuda|cpu] [--masks exact=DIR ...]
+    python3 bench/gpu_python.py MODEL_DIR IMAGE --json OUT.json [--fp16 encoder_fp16.onnx]
+                                [--runs N] [--device cuda|cpu] [--masks exact=DIR ...]
 
-`--device cpu` runs the same code on the CPU (to check the script where there is no GPU).
+Every onnxruntime session must run on the provider asked for and the PyTorch model on the
+device asked for: a section whose session fell back to the CPU fails loudly instead of
+reporting CPU figures as GPU ones. The JSON goes to a file (onnxruntime prints its fallback
+banners to stdout). `--device cpu` runs the same code on the CPU (to check the script where
+there is no GPU).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "models"))
+from gpu_probe import require_provider  # noqa: E402
 from ort_pipeline import OrtPipeline, resized_size  # noqa: E402
 from python_baselines import spread_points, torch_model  # noqa: E402
 
@@ -72,6 +77,8 @@ class Graphs:
         self.device = device
         self.encoder = ort.InferenceSession(str(encoder or model_dir / "encoder.onnx"), options, providers=providers)
         self.decoder = ort.InferenceSession(str(model_dir / "decoder.onnx"), options, providers=providers)
+        require_provider(self.encoder, device)
+        require_provider(self.decoder, device)
 
     def ortvalue(self, array: np.ndarray) -> ort.OrtValue:
         return ort.OrtValue.ortvalue_from_numpy(array, self.device, 0)
@@ -134,6 +141,8 @@ def bench_raw(model_dir: Path, rgb: np.ndarray, device: str, fp16: Path | None, 
 def bench_pipeline(model_dir: Path, image: Path, device: str, runs: int) -> dict:
     providers = [("CUDAExecutionProvider", {"device_id": 0, "use_tf32": 0}), "CPUExecutionProvider"] if device == "cuda" else None
     pipeline = OrtPipeline(model_dir, providers=providers)
+    require_provider(pipeline.encoder, device)
+    require_provider(pipeline.decoder, device)
 
     def frame():
         rgb = np.asarray(Image.open(image).convert("RGB"))
@@ -158,6 +167,7 @@ def bench_pytorch(model_dir: Path, image: Path, device: str, runs: int, batch_si
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     model = torch_model(model_dir, None).to(device)
+    require_torch_device(model, device)
     predictor = SamPredictor(model)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     out = {}
@@ -180,6 +190,12 @@ def bench_pytorch(model_dir: Path, image: Path, device: str, runs: int, batch_si
     return out
 
 
+def require_torch_device(model: torch.nn.Module, device: str) -> None:
+    where = next(model.parameters()).device.type
+    if where != device:
+        raise RuntimeError(f"the PyTorch model is on {where}, not {device}")
+
+
 def agreement(logits: np.ndarray, reference: np.ndarray) -> dict:
     confident = np.abs(reference) > 0.05
     ours, theirs = logits.ravel().astype(np.float64), reference.ravel().astype(np.float64)
@@ -195,7 +211,9 @@ def fidelity(model_dir: Path, rgb: np.ndarray, device: str, fp16: Path | None, m
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    predictor = SamPredictor(torch_model(model_dir, None).to(device))
+    model = torch_model(model_dir, None).to(device)
+    require_torch_device(model, device)
+    predictor = SamPredictor(model)
     with torch.inference_mode():
         predictor.set_image(rgb)
         reference, _, _ = predictor.predict(
@@ -241,9 +259,8 @@ def main() -> int:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--masks", nargs="*", default=[], help="MODE=DIR with samstream's object_1.png for the prompt at 640,360")
     parser.add_argument("--only", nargs="*", choices=["raw_ort", "pipeline", "pytorch", "fidelity"])
+    parser.add_argument("--json", type=Path, required=True, help="where the report goes")
     args = parser.parse_args()
-    if args.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise SystemExit("onnxruntime has no CUDAExecutionProvider here")
     rgb = np.asarray(Image.open(args.image).convert("RGB"))
     report = {"device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu", "runs": args.runs}
     sections = {
@@ -257,10 +274,11 @@ def main() -> int:
             continue
         try:
             report[name] = run()
-        except Exception as e:  # noqa: BLE001 - one failing section must not lose the others
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - one failing section must not lose the others
             report[name] = {"failed": f"{type(e).__name__}: {e}"}
-        print(f"[gpu_python] {name} done", file=sys.stderr)
-    print(json.dumps(report, indent=1))
+        print(f"[gpu_python] {name}: {'failed: ' + report[name]['failed'] if 'failed' in report[name] else 'done'}", file=sys.stderr)
+        args.json.write_text(json.dumps(report, indent=1))
+    args.json.write_text(json.dumps(report, indent=1))
     return 0
 
 

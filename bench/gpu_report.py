@@ -27,6 +27,7 @@ class Report:
         self.out = out
         self.rows = {p.stem: load(p) for p in sorted((out / "rows").glob("*.json"))}
         self.python = self.rows.pop("python", {})
+        self.probe = self.rows.pop("probe", {})
         self.facts = load(out / "facts.json")
         self.checks: list[tuple[str, str, bool | None]] = []
 
@@ -60,10 +61,11 @@ class Report:
             f"## GPU: {f.get('gpu', '?')} (`{command}`, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)",
             "",
             f"Device `{f.get('device')}`; onnxruntime {f.get('onnxruntime')} ({', '.join(f.get('providers', []))}); "
-            f"torch {f.get('torch')}; fp16 encoder: {'yes' if f.get('fp16_encoder') else 'not available'}"
+            f"torch {f.get('torch')} (timm {f.get('timm')}, torchvision {f.get('torchvision')}); fp16 encoder: {'yes' if f.get('fp16_encoder') else 'not available'}"
             + ("; **QUICK run (a few requests per row): plumbing check, not figures**" if f.get("quick") else "")
             + ". 1280x720 JPEG, one point per object unless said; medians (p50). Seeded random weights.",
             "",
+            *self.probe_lines(),
             "### Latency, one caller (ms)",
             "",
             "| what | samstream p50 | samstream stages (p50) | same graphs, raw ORT | PyTorch SamPredictor |",
@@ -77,6 +79,7 @@ class Report:
             ("Segment from raw RGB, 1 object", "segment_raw_1", raw1, None),
             ("Segment from a JPEG, 8 objects", "segment_jpeg_8", raw8, self.torch("segment_8_ms")),
             ("Segment from raw RGB, 8 objects", "segment_raw_8", raw8, None),
+            ("Segment from a JPEG, 8 objects, exact shapes (before)", "segment_jpeg_8_exact_shapes", raw8, None),
             ("prompt update, 1 object", "prompt_1", dec1, None),
             ("prompt update, 8 objects", "prompt_8", dec8, None),
             ("host data path: Segment from a JPEG, 1 object", "segment_jpeg_1_host", raw1, None),
@@ -91,7 +94,7 @@ class Report:
             "",
             f"Raw ORT (exact): encoder {fmt(enc_host)} ms with host arrays, {fmt(enc_bound)} ms with input and output "
             f"bound on the device; decoder {fmt(dec1)} (1 object) / {fmt(dec8)} (8 objects). Python onnxruntime pipeline "
-            f"on the GPU: {fmt(self.python.get('pipeline', {}).get('total_ms'))} ms per frame "
+            f"on the same device: {fmt(self.python.get('pipeline', {}).get('total_ms'))} ms per frame "
             f"({', '.join(f'{k} {v:.1f}' for k, v in self.python.get('pipeline', {}).get('stages_ms', {}).items())}).",
             "",
             "### Throughput",
@@ -102,6 +105,7 @@ class Report:
         for what, name, note in [
             ("8 concurrent Segment callers, batching off", "callers8_batch1", ""),
             ("8 concurrent Segment callers, batching on (auto)", "callers8_batch_auto", ""),
+            ("8 callers, batching on, exact shapes (before the fixed shapes)", "callers8_exact_shapes", ""),
             ("8 callers, TF32", "callers8_tf32", ""),
             ("8 callers, fp16 encoder", "callers8_fp16", ""),
             ("120 fps source, one viewer", "source120", "p50 is the server's total per result"),
@@ -129,14 +133,44 @@ class Report:
         for what, measured, met in self.checks:
             lines.append(f"| {what} | {measured} | {'-' if met is None else ('yes' if met else '**no**')} |")
         startup = {p.stem.removesuffix("_startup_s"): p.read_text().strip() for p in (self.out / "rows").glob("*_startup_s.txt")}
-        lines += ["", "Server start to SERVING (load + warm-up of every batch size), s: " + ", ".join(f"{k} {v}" for k, v in sorted(startup.items()))]
-        failed = {k: v["failed"] for k, v in {**self.rows, "python": self.python}.items() if isinstance(v, dict) and "failed" in v}
+        lines += ["", "Server start to SERVING (load + warm-up of every shape), s: " + ", ".join(f"{k} {v}" for k, v in sorted(startup.items()))]
+        phases = {p.stem.removeprefix("phase_").removesuffix("_s"): p.read_text().strip() for p in (self.out / "rows").glob("phase_*_s.txt")}
+        lines += ["", "Phases (wall time, s): " + ", ".join(f"{k} {v}" for k, v in phases.items())]
+        failed = {k: v["failed"] for k, v in {**self.rows, "python": self.python, "probe": self.probe}.items() if isinstance(v, dict) and "failed" in v}
         for section in ("raw_ort", "pipeline", "pytorch", "fidelity"):
             if "failed" in self.python.get(section, {}):
                 failed[f"python.{section}"] = self.python[section]["failed"]
         if failed:
             lines += ["", "Not measured: " + "; ".join(f"{k}: {v}" for k, v in failed.items())]
         return "\n".join(lines) + "\n"
+
+    def probe_lines(self) -> list[str]:
+        """Step 0: the graphs alone in onnxruntime, shapes repeated against shapes alternating."""
+        encoder, decoder = self.probe.get("encoder", {}), self.probe.get("decoder", {})
+        if not encoder and not decoder:
+            return []
+        b = self.probe.get("alt_batch", 8)
+        lines = [
+            "### Step 0: does the CUDA provider keep a plan per shape? (onnxruntime alone, device-bound, ms)",
+            "",
+            f"| encoder search | batch 1 repeated | batch 1, alternating with {b} | batch {b}, alternating with 1 | batch {b} repeated |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for search, row in encoder.items():
+            if "failed" in row:
+                lines.append(f"| {search} | failed: {row['failed'][:120]} | | | |")
+                continue
+            lines.append(
+                f"| {search} | {fmt(row.get('b1_repeat_ms'))} | {fmt(row.get('b1_alternating_ms'))} | "
+                f"{fmt(row.get(f'b{b}_alternating_ms'))} | {fmt(row.get(f'b{b}_repeat_ms'))} |"
+            )
+        lines += [
+            "",
+            f"Decoder (HEURISTIC): 1 object repeated {fmt(decoder.get('n1_repeat_ms'), 2)}; alternating 1 and 3 objects: "
+            f"{fmt(decoder.get('n1_alternating_ms'), 2)} (1) / {fmt(decoder.get('n3_alternating_ms'), 2)} (3).",
+            "",
+        ]
+        return lines
 
     def targets(self) -> None:
         def le(value, limit):
@@ -152,6 +186,8 @@ class Report:
         b1, b8 = self.rate("callers8_batch1"), self.rate("callers8_batch_auto")
         self.check("8 callers, exact fp32, >= 200 images/s", fmt(max(filter(None, [b1, b8]), default=None)), None if b1 is None and b8 is None else max(filter(None, [b1, b8])) >= 200)
         self.check("batching on >= batching off (exact)", f"{fmt(b8)} vs {fmt(b1)}", None if b1 is None or b8 is None else b8 >= b1)
+        before = self.rate("callers8_exact_shapes")
+        self.check("fixed shapes >= exact shapes, 8 callers (after vs before)", f"{fmt(b8)} vs {fmt(before)}", None if b8 is None or before is None else b8 >= before)
         fast = max(filter(None, [self.rate("callers8_tf32"), self.rate("callers8_fp16")]), default=None)
         self.check("8 callers, fast mode, >= 300 images/s", fmt(fast), None if fast is None else fast >= 300)
         s120, l120 = self.rate("source120"), self.p50("source120")

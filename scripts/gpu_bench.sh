@@ -1,17 +1,33 @@
 #!/usr/bin/env bash
-# The GPU benchmark (issues 10 and 11) in one run, one table: samstream on the GPU (Segment
-# from a JPEG and from raw RGB with 1 and 8 objects, prompt updates, 8 concurrent callers with
-# batching off and on, a 120 fps source, four viewers of four 30 fps sources; exact float32,
-# TF32 and the fp16 encoder; the host data path for comparison), next to the same graphs in
-# raw ONNX Runtime (host arrays and IO binding), the Python onnxruntime pipeline and PyTorch's
-# SamPredictor on the same GPU, plus each mode's fidelity against the official predictor.
+# The GPU benchmark in phases that fit one device lease (15 minutes of device time, machine
+# start and transfers included; one command at most 10 minutes). Phases, chosen with PHASES
+# (default: all but `modes`), each with a hard time limit so the report always comes out:
+#   probe       step 0: the exported graphs in onnxruntime's CUDA provider, encoder batch 1
+#               repeated vs 1 and 8 alternating (EXHAUSTIVE and HEURISTIC), decoder 1 vs 1/3
+#               objects alternating: does cuDNN keep a plan per shape?          (limit 75 s)
+#   latency     one server (defaults): Segment from a JPEG and from raw RGB with 1 and 8
+#               objects, prompt updates with 1 and 8 objects                     (limit 90 s)
+#   throughput  8 concurrent callers with batching on (default server) and off
+#               (--encoder-max-batch 1), a 120 fps source, four viewers of four 30 fps sources
+#                                                                                (limit 120 s)
+#   shapes      before/after of the fixed shapes: the same 8 callers and 8-object Segment with
+#               exact shapes (--encoder-batch-buckets exact --decoder-object-buckets exact)
+#                                                                                (limit 60 s)
+#   baselines   the same graphs in Python: raw ORT, the Python pipeline, PyTorch SamPredictor,
+#               fidelity against the official predictor                          (limit 120 s)
+#   modes       (not in the default) the host data path, TF32 and the fp16 encoder (limit 150 s)
+# The default run is at most 7 min 45 s by its limits. Every Python session must run on the
+# device asked for (the scripts fail loudly otherwise).
 #
 # On a lent GPU machine, through ../shared/tools/gpu/ (see its README; the chunks carry the
 # release binary, onnxruntime-gpu, the model and test media):
 #     bash .gpu/device.sh bash scripts/gpu_bench.sh          # writes $OUT (default /tmp/gpu-bench)
-# The fp16 encoder travels separately: put export.py --fp16's encoder_fp16.onnx in gpu-extra/
-# of the checkout before packing (untracked files travel with every transfer).
-# Here, to check the script itself on the CPU (a few requests per row, about 10 minutes):
+# The baselines import mobile_sam, which needs timm and torchvision: `bash scripts/gpu_pydeps.sh`
+# unpacks them for the GPU machine's Python into gpu-extra/pydeps (they travel with the
+# checkout), and this script puts them on PYTHONPATH. The fp16 encoder travels the same way:
+# put export.py --fp16's encoder_fp16.onnx in gpu-extra/ before packing.
+# Here, to check the script itself on the CPU (a few requests per row, a few minutes; the test
+# suite runs it):
 #     source scripts/setup.sh && DEVICE=cpu QUICK=1 bash scripts/gpu_bench.sh
 # Results: $OUT/gpu_bench.md (the table for BENCHMARKS.md), $OUT/gpu_bench.json, logs/.
 set -uo pipefail
@@ -21,14 +37,38 @@ DEVICE=${DEVICE:-cuda:0}
 QUICK=${QUICK:-0}
 PY=${SAMSTREAM_PYTHON:-python3}
 : "${SAMSTREAM_BIN:?}" "${SAMSTREAM_MODEL_DIR:?}" "${ORT_DYLIB_PATH:?}"
-if [ "$QUICK" = 1 ]; then N=3 N8=2 SECS=8 RUNS=1 BATCH=2; else N=200 N8=100 SECS=15 RUNS=50 BATCH=8; fi
-rm -rf "$OUT/rows" "$OUT/logs" "$OUT/masks"
-mkdir -p "$OUT/rows" "$OUT/logs" "$OUT/masks" "$OUT/model"
+if [ "$QUICK" = 1 ]; then N=3 N8=2 SECS=4 RUNS=1 BATCH=2 PROBE_RUNS=2; else N=100 N8=50 SECS=8 RUNS=30 BATCH=8 PROBE_RUNS=15; fi
+PHASES=${PHASES:-probe latency throughput shapes baselines}
+declare -A LIMIT=([probe]=75 [latency]=90 [throughput]=120 [shapes]=60 [baselines]=120 [modes]=150)
+# This 2-core CPU is no GPU: its dry run gets room for warm-ups that take seconds here.
+SCALE=1
+[ "$DEVICE" = cpu ] && SCALE=${CPU_LIMIT_SCALE:-4}
+# timm and torchvision for the machine's PyTorch (scripts/gpu_pydeps.sh), if carried.
+if compgen -G "$ROOT/gpu-extra/pydeps/*.whl" >/dev/null; then
+  if [ -z "${GPU_BENCH_PHASE:-}" ]; then
+    rm -rf "$OUT/pydeps" && mkdir -p "$OUT/pydeps"
+    for wheel in "$ROOT"/gpu-extra/pydeps/*.whl; do unzip -q -o "$wheel" -d "$OUT/pydeps"; done
+  fi
+  export PYTHONPATH=$OUT/pydeps${PYTHONPATH:+:$PYTHONPATH}
+fi
+pydevice=cuda
+if [ "$DEVICE" = cpu ]; then
+  pydevice=cpu
+  # The dry run takes the GPU's data path (preprocessing and postprocessing graphs) on the CPU.
+  export SAMSTREAM_DATA_PATH=${SAMSTREAM_DATA_PATH:-device}
+fi
 step() { echo "[gpu-bench $(date +%T)] $*" >&2; }
 export ORT_DYLIB_PATH
+MEDIA=${SAMSTREAM_MEDIA:-$OUT/media}
+MODEL=$OUT/model
+FP16=$(cat "$OUT/fp16_encoder.txt" 2>/dev/null || true)
+
+# --- Set-up, the phases one by one, the report (a phase's own process skips to its body) ----
+if [ -z "${GPU_BENCH_PHASE:-}" ]; then
+rm -rf "$OUT/rows" "$OUT/logs" "$OUT/masks" "$OUT/fp16_encoder.txt"
+mkdir -p "$OUT/rows" "$OUT/logs" "$OUT/masks" "$MODEL"
 
 # --- Inputs: the media packed for the GPU machine, or made here like pack.sh makes them ----
-MEDIA=${SAMSTREAM_MEDIA:-$OUT/media}
 if [ ! -f "$MEDIA/frame.jpg" ]; then
   mkdir -p "$MEDIA"
   ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=1 -frames:v 1 -q:v 3 "$MEDIA/frame.jpg"
@@ -41,7 +81,6 @@ fi
 } >"$OUT/sources.toml"
 
 # --- The model, with the fp16 encoder listed in its manifest when there is one -------------
-MODEL=$OUT/model
 for f in encoder.onnx decoder.onnx encoder_int8.onnx; do
   [ -f "$SAMSTREAM_MODEL_DIR/$f" ] && ln -sf "$SAMSTREAM_MODEL_DIR/$f" "$MODEL/$f"
 done
@@ -49,6 +88,7 @@ FP16=""
 for candidate in "$SAMSTREAM_MODEL_DIR/encoder_fp16.onnx" "$ROOT/gpu-extra/encoder_fp16.onnx"; do
   [ -f "$candidate" ] && { FP16=$candidate; ln -sf "$candidate" "$MODEL/encoder_fp16.onnx"; break; }
 done
+echo "$FP16" >"$OUT/fp16_encoder.txt"
 "$PY" - "$SAMSTREAM_MODEL_DIR/manifest.json" "$MODEL" <<'PY'
 import hashlib, json, pathlib, sys
 manifest = json.load(open(sys.argv[1]))
@@ -78,9 +118,28 @@ try:
     facts["torch_cuda"] = torch.cuda.is_available()
 except ImportError as e:
     facts["torch"] = f"not importable: {e}"
+for module in ("timm", "torchvision", "mobile_sam"):
+    try:
+        imported = __import__(module)
+        facts[module] = getattr(imported, "__version__", "importable")
+    except Exception as e:  # noqa: BLE001 - what the baselines will meet, recorded
+        facts[module] = f"not importable: {type(e).__name__}: {e}"
 json.dump(facts, open(out, "w"), indent=1)
 PY
-step "device $DEVICE, GPU: ${gpu:-none}, fp16 encoder: ${FP16:-none}"
+step "device $DEVICE, GPU: ${gpu:-none}, fp16 encoder: ${FP16:-none}, phases: $PHASES"
+
+# --- Each phase in a process of its own, within its limit ----------------------------------------
+for phase in $PHASES; do
+  [ -n "${LIMIT[$phase]:-}" ] || { step "unknown phase $phase (probe latency throughput shapes baselines modes)"; continue; }
+  started=$SECONDS
+  GPU_BENCH_PHASE=$phase timeout -k 5 $((LIMIT[$phase] * SCALE)) bash "$0"
+  rc=$?
+  echo "$((SECONDS - started))" >"$OUT/rows/phase_${phase}_s.txt"
+  [ $rc = 0 ] || step "phase $phase stopped (rc $rc; 124 = past its $((LIMIT[$phase] * SCALE)) s limit); its finished rows are kept"
+done
+"$PY" "$ROOT/bench/gpu_report.py" "$OUT" --command "${GPU_BENCH_COMMAND:-PHASES=\"$PHASES\" bash scripts/gpu_bench.sh}"
+exit
+fi
 
 # --- samstream ----------------------------------------------------------------------------------
 pid=""
@@ -89,6 +148,8 @@ stop_server() {
   return 0
 }
 trap stop_server EXIT
+# The phase's time limit ends it with SIGTERM: its server goes too.
+trap 'stop_server; exit 124' TERM INT
 
 # serve NAME ARGS...: a server with ARGS on a free port, warmed up (health SERVING), and its
 # masks for the prompt at 640,360 in masks/NAME (for the fidelity check). Sets $addr.
@@ -108,8 +169,8 @@ serve() {
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  if [ -z "$addr" ] || ! timeout 600 "$SAMSTREAM_BIN" client --server "http://$addr" --image "$MEDIA/frame.jpg" --point 640,360 \
-      --ready-timeout 590 --out-masks "$OUT/masks/$name" >"$OUT/logs/$name.client" 2>&1; then
+  if [ -z "$addr" ] || ! timeout 300 "$SAMSTREAM_BIN" client --server "http://$addr" --image "$MEDIA/frame.jpg" --point 640,360 \
+      --ready-timeout 290 --out-masks "$OUT/masks/$name" >"$OUT/logs/$name.client" 2>&1; then
     step "server $name did not come up: $(grep -m1 -iE 'error|unavailable|failed' "$log" | cut -c1-300)"
     stop_server
     return 1
@@ -122,50 +183,68 @@ serve() {
 row() {
   local name=$1
   shift
-  if ! timeout 300 "$SAMSTREAM_BIN" bench --server "http://$addr" --json "$@" >"$OUT/rows/$name.json" 2>"$OUT/logs/$name.err"; then
+  if ! timeout 120 "$SAMSTREAM_BIN" bench --server "http://$addr" --json "$@" >"$OUT/rows/$name.json" 2>"$OUT/logs/$name.err"; then
     printf '{"failed": "%s"}\n' "$(tail -c 300 "$OUT/logs/$name.err" | tr '"\n' "' ")" >"$OUT/rows/$name.json"
   fi
   step "$name done"
 }
 
 IMG=(--image "$MEDIA/frame.jpg")
-if serve exact; then
-  row segment_jpeg_1 --rpc segment "${IMG[@]}" --requests "$N"
-  row segment_jpeg_8 --rpc segment "${IMG[@]}" --objects 8 --requests "$N8"
-  row segment_raw_1 --rpc segment "${IMG[@]}" --raw --requests "$N"
-  row segment_raw_8 --rpc segment "${IMG[@]}" --raw --objects 8 --requests "$N8"
-  row prompt_1 --rpc prompt-update "${IMG[@]}" --requests "$N"
-  row prompt_8 --rpc prompt-update "${IMG[@]}" --objects 8 --requests "$N8"
-  row callers8_batch_auto --rpc segment "${IMG[@]}" --concurrency 8 --seconds "$SECS"
-  row source120 --rpc stream "${IMG[@]}" --source clip120 --seconds "$SECS"
-  row sources30x4 --rpc stream "${IMG[@]}" --source cam1,cam2,cam3,cam4 --concurrency 4 --seconds "$SECS"
-fi
-if serve batch1 --encoder-max-batch 1; then
-  row callers8_batch1 --rpc segment "${IMG[@]}" --concurrency 8 --seconds "$SECS"
-fi
-if serve host --data-path host; then
-  row segment_jpeg_1_host --rpc segment "${IMG[@]}" --requests "$N"
-  row segment_jpeg_8_host --rpc segment "${IMG[@]}" --objects 8 --requests "$N8"
-  row prompt_1_host --rpc prompt-update "${IMG[@]}" --requests "$N"
-fi
-if serve tf32 --tf32 true; then
-  row segment_jpeg_1_tf32 --rpc segment "${IMG[@]}" --requests "$N"
-  row callers8_tf32 --rpc segment "${IMG[@]}" --concurrency 8 --seconds "$SECS"
-fi
-if [ -n "$FP16" ] && serve fp16 --encoder-precision fp16; then
-  row segment_jpeg_1_fp16 --rpc segment "${IMG[@]}" --requests "$N"
-  row callers8_fp16 --rpc segment "${IMG[@]}" --concurrency 8 --seconds "$SECS"
-fi
+case "$GPU_BENCH_PHASE" in
+probe)
+  alt=8
+  [ "$DEVICE" = cpu ] && alt=2
+  "$PY" "$ROOT/bench/gpu_probe.py" "$MODEL" "$OUT/rows/probe.json" --device "$pydevice" --runs "$PROBE_RUNS" --alt-batch "$alt" \
+    2>"$OUT/logs/probe.err" || { printf '{"failed": "%s"}\n' "$(tail -c 300 "$OUT/logs/probe.err" | tr '"\n' "' ")" >"$OUT/rows/probe.json"; }
+  cat "$OUT/logs/probe.err" >&2
+  ;;
+latency)
+  if serve exact; then
+    row segment_jpeg_1 --rpc segment "${IMG[@]}" --requests "$N"
+    row segment_jpeg_8 --rpc segment "${IMG[@]}" --objects 8 --requests "$N8"
+    row segment_raw_1 --rpc segment "${IMG[@]}" --raw --requests "$N"
+    row segment_raw_8 --rpc segment "${IMG[@]}" --raw --objects 8 --requests "$N8"
+    row prompt_1 --rpc prompt-update "${IMG[@]}" --requests "$N"
+    row prompt_8 --rpc prompt-update "${IMG[@]}" --objects 8 --requests "$N8"
+  fi
+  ;;
+throughput)
+  if serve batched; then
+    row callers8_batch_auto --rpc segment "${IMG[@]}" --concurrency 8 --seconds "$SECS"
+    row source120 --rpc stream "${IMG[@]}" --source clip120 --seconds "$SECS"
+    row sources30x4 --rpc stream "${IMG[@]}" --source cam1,cam2,cam3,cam4 --concurrency 4 --seconds "$SECS"
+  fi
+  if serve batch1 --encoder-max-batch 1; then
+    row callers8_batch1 --rpc segment "${IMG[@]}" --concurrency 8 --seconds "$SECS"
+  fi
+  ;;
+shapes)
+  if serve exact_shapes --encoder-batch-buckets exact --decoder-object-buckets exact; then
+    row callers8_exact_shapes --rpc segment "${IMG[@]}" --concurrency 8 --seconds "$SECS"
+    row segment_jpeg_8_exact_shapes --rpc segment "${IMG[@]}" --objects 8 --requests "$N8"
+  fi
+  ;;
+baselines)
+  masks=()
+  for mode in exact host tf32 fp16; do [ -d "$OUT/masks/$mode" ] && masks+=("$mode=$OUT/masks/$mode"); done
+  "$PY" "$ROOT/bench/gpu_python.py" "$MODEL" "$MEDIA/frame.jpg" --json "$OUT/rows/python.json" --device "$pydevice" --runs "$RUNS" \
+    --batch "$BATCH" ${FP16:+--fp16 "$FP16"} --masks "${masks[@]}" 2>"$OUT/logs/python.err" ||
+    [ -s "$OUT/rows/python.json" ] || printf '{"failed": "%s"}\n' "$(tail -c 300 "$OUT/logs/python.err" | tr '"\n' "' ")" >"$OUT/rows/python.json"
+  ;;
+modes)
+  if serve host --data-path host; then
+    row segment_jpeg_1_host --rpc segment "${IMG[@]}" --requests "$N"
+    row segment_jpeg_8_host --rpc segment "${IMG[@]}" --objects 8 --requests "$N8"
+    row prompt_1_host --rpc prompt-update "${IMG[@]}" --requests "$N"
+  fi
+  if serve tf32 --tf32 true; then
+    row segment_jpeg_1_tf32 --rpc segment "${IMG[@]}" --requests "$N"
+    row callers8_tf32 --rpc segment "${IMG[@]}" --concurrency 8 --seconds "$SECS"
+  fi
+  if [ -n "$FP16" ] && serve fp16 --encoder-precision fp16; then
+    row segment_jpeg_1_fp16 --rpc segment "${IMG[@]}" --requests "$N"
+    row callers8_fp16 --rpc segment "${IMG[@]}" --concurrency 8 --seconds "$SECS"
+  fi
+  ;;
+esac
 stop_server
-
-# --- The same graphs in Python: raw ORT, the Python pipeline, PyTorch, fidelity ----------------
-step "Python baselines and fidelity"
-masks=()
-for mode in exact host tf32 fp16; do [ -d "$OUT/masks/$mode" ] && masks+=("$mode=$OUT/masks/$mode"); done
-pydevice=cuda
-[ "$DEVICE" = cpu ] && pydevice=cpu
-timeout 900 "$PY" "$ROOT/bench/gpu_python.py" "$MODEL" "$MEDIA/frame.jpg" --device "$pydevice" --runs "$RUNS" --batch "$BATCH" \
-  ${FP16:+--fp16 "$FP16"} --masks "${masks[@]}" >"$OUT/rows/python.json" 2>"$OUT/logs/python.err" ||
-  printf '{"failed": "%s"}\n' "$(tail -c 300 "$OUT/logs/python.err" | tr '"\n' "' ")" >"$OUT/rows/python.json"
-
-"$PY" "$ROOT/bench/gpu_report.py" "$OUT" --command "${GPU_BENCH_COMMAND:-bash scripts/gpu_bench.sh}"

@@ -56,7 +56,8 @@ pub enum EngineState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Runtime {
     pub backend: BackendInfo,
-    /// Most queued images encoded in one call (1 = never batch); every size up to it is warmed up.
+    /// Most queued images encoded in one call (1 = never batch); every batch shape up to it is
+    /// warmed up.
     pub max_batch: usize,
 }
 

@@ -15,8 +15,8 @@ pub struct EngineOptions {
     pub queue_capacity: usize,
 
     /// Most queued images (from different streams or calls) the encoder runs as one batch;
-    /// every size up to it is warmed up before health says SERVING. 0 = auto: 8 on a GPU, 1 on
-    /// the CPU provider, where a batch costs as much as its images one by one.
+    /// every batch shape up to it is warmed up before health says SERVING. 0 = auto: 8 on a
+    /// GPU, 1 on the CPU provider, where a batch costs as much as its images one by one.
     #[arg(long, env = "SAMSTREAM_ENCODER_MAX_BATCH", default_value_t = 0)]
     pub encoder_max_batch: usize,
 }

@@ -57,7 +57,7 @@ pub fn handle() -> &'static PrometheusHandle {
         metrics::describe_counter!(ENCODER_BATCHED_IMAGES, "Images encoded in a batch of two or more (--encoder-max-batch)");
         metrics::describe_counter!(
             ENCODER_BATCHES,
-            "Encoder runs by batch size, warm-up included (every size up to the max runs once at start)"
+            "Encoder runs by batch size (real images), warm-up included"
         );
         metrics::describe_counter!(
             SHAPE_RUNS,
