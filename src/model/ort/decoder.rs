@@ -173,9 +173,8 @@ impl MaskDecoder for OrtDecoder {
         let started = Instant::now();
         let n = objects.len();
         let tokens = objects.first().map_or(0, |o| o.len());
-        if objects.iter().any(|object| object.len() != tokens) {
-            let odd = objects.iter().find(|o| o.len() != tokens).map_or(0, |o| o.len());
-            return Err(ModelError::Shape { name: "point_labels", shape: vec![odd, tokens] });
+        if let Some(odd) = objects.iter().find(|object| object.len() != tokens) {
+            return Err(ModelError::Shape { name: "point_labels", shape: vec![odd.len(), tokens] });
         }
         // Padding objects repeat the first one's prompt without a mask: objects are independent,
         // so they change no real object's result.

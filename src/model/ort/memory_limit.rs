@@ -8,7 +8,7 @@
 //! allocators, hence the few raw ONNX Runtime API calls here.
 
 use std::ffi::{CStr, CString};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use ort::AsPointer;
 use ort::environment::Environment;
@@ -21,35 +21,41 @@ use crate::model::{Device, RuntimeOptions};
 /// two, so the cap is reached only when the memory is really needed.
 const EXTEND_SAME_AS_REQUESTED: usize = 1;
 
-/// Whether an arena was registered with the environment for the device memory sessions use.
-static SHARED_ARENA: AtomicBool = AtomicBool::new(false);
+/// Which arena was registered with the environment: none (0), the CPU's (1) or CUDA's (2).
+static SHARED_ARENA: AtomicU8 = AtomicU8::new(0);
+const CPU_ARENA: u8 = 1;
+const CUDA_ARENA: u8 = 2;
 
-pub fn shared_device_arena() -> bool {
-    SHARED_ARENA.load(Ordering::Relaxed)
+/// Whether sessions on a GPU (`gpu`) or on the CPU provider allocate from a shared arena.
+pub fn shared_device_arena(gpu: bool) -> bool {
+    SHARED_ARENA.load(Ordering::Relaxed) == if gpu { CUDA_ARENA } else { CPU_ARENA }
 }
 
 /// Registers the one arena for `options`' device with `env` (once, when the environment is
 /// built); sessions opt in with `with_env_allocators`. A CUDA arena that cannot be registered
-/// (no GPU library) leaves every session its own arena; the provider's registration then
-/// reports why.
+/// (no GPU library) leaves every GPU session its own arena, capped one by one; with a limit the
+/// CPU's arena is registered instead, for sessions that fall back to the CPU.
 pub fn register_device_arena(env: &Environment, options: &RuntimeOptions) -> Result<(), String> {
     let limit = options.memory_limit;
+    let cpu = || MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Arena, MemoryType::Default);
     let registered = match options.device {
         Device::Cpu if limit == 0 => return Ok(()),
-        Device::Cpu => register(env, None, MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Arena, MemoryType::Default), limit),
+        Device::Cpu => register(env, None, cpu(), limit).map(|()| CPU_ARENA)?,
         Device::Cuda(id) | Device::TensorRt(id) => {
             let info = MemoryInfo::new(AllocationDevice::CUDA, id, AllocatorType::Arena, MemoryType::Default);
             match register(env, Some(id), info, limit) {
-                Ok(()) => Ok(()),
+                Ok(()) => CUDA_ARENA,
                 Err(reason) => {
-                    tracing::warn!(%reason, "no shared CUDA arena; each session gets its own (--memory-limit then caps each one)");
-                    return Ok(());
+                    tracing::warn!(%reason, "no shared CUDA arena; each GPU session gets its own (--memory-limit then caps each one)");
+                    if limit == 0 {
+                        return Ok(());
+                    }
+                    register(env, None, cpu(), limit).map(|()| CPU_ARENA)?
                 }
             }
         }
     };
-    registered?;
-    SHARED_ARENA.store(true, Ordering::Relaxed);
+    SHARED_ARENA.store(registered, Ordering::Relaxed);
     Ok(())
 }
 

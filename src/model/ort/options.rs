@@ -36,7 +36,7 @@ pub(super) fn session_builder(
         .with_intra_op_spinning(options.ort_spinning)?
         .with_inter_op_spinning(options.ort_spinning)?;
     let tf32 = options.tf32 && kind != GraphKind::Stage;
-    let shared_arena = shared_device_arena();
+    let shared_cuda_arena = shared_device_arena(true);
     let cuda = |id: i32| {
         // Since ONNX Runtime 1.20 no mode benchmarks: EXHAUSTIVE is only a slower heuristic query
         // (cuDNN's mode B, reported to fail outright on some GPUs), redone on every shape change.
@@ -47,7 +47,7 @@ pub(super) fn session_builder(
             .with_arena_extend_strategy(ArenaExtendStrategy::SameAsRequested);
         match options.memory_limit {
             // Without the shared arena (its registration failed), each session's own is capped.
-            limit if limit > 0 && !shared_arena => cuda.with_memory_limit(limit),
+            limit if limit > 0 && !shared_cuda_arena => cuda.with_memory_limit(limit),
             _ => cuda,
         }
     };
@@ -77,7 +77,7 @@ pub(super) fn session_builder(
         }
     };
     builder = builder.with_execution_providers([ep::CPU::default().with_arena_allocator(options.cpu_arena).build()])?;
-    if shared_arena && (provider.gpu().is_some() || options.memory_limit > 0) {
+    if shared_device_arena(provider.gpu().is_some()) {
         // The arena registered with the environment for the provider's device memory (see
         // memory_limit.rs): every session allocates from it, so the limit caps their sum.
         builder = builder.with_env_allocators()?;
