@@ -31,16 +31,22 @@ fn the_gpu_benchmark_runs_on_the_cpu_and_prints_its_table() {
     let log = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "gpu_bench.sh failed: {}\n{log}", run.status);
     assert!(!log.contains("stopped (rc"), "a phase ran past its limit or failed:\n{log}");
-    for heading in ["### Step 0", "### Latency, one caller (ms)", "### Throughput", "### Fidelity", "### Targets", "Phases (wall time, s)"] {
+    for heading in ["### Step 0", "### Latency, one caller (ms)", "### Throughput", "### Fidelity", "### Targets", "Phases (wall time, s)"]
+    {
         assert!(table.contains(heading), "{heading} missing from the table:\n{table}");
     }
     let rows = out.path().join("rows");
-    for row in ["segment_jpeg_1", "segment_raw_8", "prompt_1", "callers8_batch_auto", "callers8_batch1", "callers8_exact_shapes", "source120"] {
+    for row in
+        ["segment_jpeg_1", "segment_raw_8", "prompt_1", "callers8_batch_auto", "callers8_batch1", "callers8_exact_shapes", "source120"]
+    {
         let figures = json(&rows.join(format!("{row}.json")));
         assert!(figures.get("failed").is_none() && figures["latency_ms"]["p50"].as_f64().is_some(), "{row}: {figures}");
     }
     let probe = json(&rows.join("probe.json"));
-    assert!(probe["encoder"]["cpu"]["b1_alternating_ms"].as_f64().is_some() && probe["decoder"]["n3_alternating_ms"].as_f64().is_some(), "{probe}");
+    assert!(
+        probe["encoder"]["cpu"]["b1_alternating_ms"].as_f64().is_some() && probe["decoder"]["n3_alternating_ms"].as_f64().is_some(),
+        "{probe}"
+    );
     let python = json(&rows.join("python.json"));
     for section in ["raw_ort", "pipeline", "pytorch", "fidelity"] {
         assert!(python[section].is_object() && python[section].get("failed").is_none(), "python {section}: {}", python[section]);

@@ -15,8 +15,8 @@ use ort::value::DynTensor;
 use samstream::model::postprocess::binary_mask;
 use samstream::model::prompt::PromptTokens;
 use samstream::model::{
-    DataPath, DecodedObjects, Embedding, EncoderInput, ImageGeometry, LOW_RES, LoadedModel, MaskRequest, Preprocessor,
-    RgbFrame, RuntimeOptions,
+    DataPath, DecodedObjects, Embedding, EncoderInput, ImageGeometry, LOW_RES, LoadedModel, MaskRequest, Preprocessor, RgbFrame,
+    RuntimeOptions,
 };
 
 const IMAGES: [&str; 3] = ["landscape.png", "portrait.png", "square.png"];
@@ -82,7 +82,12 @@ fn padded_encoder_batches_return_the_unpadded_embeddings_bit_for_bit() {
 
 /// IoU, low-res logits of every token (host data path) or the masks and kept low-res logits
 /// (device data path) of each object, decoded in one call.
-fn decode(model: &mut LoadedModel, embedding: &Embedding, objects: &[PromptTokens], geometry: ImageGeometry) -> Vec<(Vec<f32>, Vec<f32>, Vec<u8>)> {
+fn decode(
+    model: &mut LoadedModel,
+    embedding: &Embedding,
+    objects: &[PromptTokens],
+    geometry: ImageGeometry,
+) -> Vec<(Vec<f32>, Vec<f32>, Vec<u8>)> {
     let request = MaskRequest::objects(geometry, true, true);
     let group: Vec<&PromptTokens> = objects.iter().collect();
     let answer = model.decoder.decode(embedding, &group, &request).expect("decoder");
@@ -107,11 +112,8 @@ fn decode(model: &mut LoadedModel, embedding: &Embedding, objects: &[PromptToken
 fn padded_object_counts_return_the_unpadded_masks_bit_for_bit() {
     let rgb = read_rgb(IMAGES[0]);
     let geometry = ImageGeometry::new(rgb.cols() as usize, rgb.rows() as usize);
-    let point = |x: f32, y: f32| PromptTokens {
-        coords: vec![geometry.to_input(x, y), [0.0, 0.0]],
-        labels: vec![1.0, -1.0],
-        mask_input: None,
-    };
+    let point =
+        |x: f32, y: f32| PromptTokens { coords: vec![geometry.to_input(x, y), [0.0, 0.0]], labels: vec![1.0, -1.0], mask_input: None };
     let spots = [(60.0, 40.0), (200.0, 120.0), (330.0, 200.0), (100.0, 220.0), (280.0, 60.0)];
     let untracked: Vec<PromptTokens> = spots.iter().map(|&(x, y)| point(x, y)).collect();
     // Tracked objects carry the previous frame's logits: they run on decoder.onnx.

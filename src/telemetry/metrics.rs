@@ -55,10 +55,7 @@ pub fn handle() -> &'static PrometheusHandle {
         metrics::describe_counter!(JOBS_SKIPPED, "Queued model jobs skipped because their caller had gone (deadline, cancel, disconnect)");
         metrics::describe_counter!(REQUESTS_REFUSED, "Calls refused by the concurrency limits");
         metrics::describe_counter!(ENCODER_BATCHED_IMAGES, "Images encoded in a batch of two or more (--encoder-max-batch)");
-        metrics::describe_counter!(
-            ENCODER_BATCHES,
-            "Encoder runs by batch size (real images), warm-up included"
-        );
+        metrics::describe_counter!(ENCODER_BATCHES, "Encoder runs by batch size (real images), warm-up included");
         metrics::describe_counter!(
             SHAPE_RUNS,
             "Encoder and decoder runs by graph and shape (images or objects, padded up to a bucket), warm-up included"

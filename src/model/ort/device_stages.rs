@@ -95,7 +95,9 @@ impl DevicePreprocess {
         let vertical = Tensor::from_array(([rh, h], resample::weights_by_output(g.height, g.resized_height)))?.upcast();
         let pads = Tensor::from_array(([6i64], vec![0i64, 0, 0, 0, side - rh, side - rw]))?.upcast();
         let mut binding = self.session.create_binding()?;
-        for (name, constant) in [(preprocess::INPUT_HORIZONTAL, &horizontal), (preprocess::INPUT_VERTICAL, &vertical), (preprocess::INPUT_PADS, &pads)] {
+        for (name, constant) in
+            [(preprocess::INPUT_HORIZONTAL, &horizontal), (preprocess::INPUT_VERTICAL, &vertical), (preprocess::INPUT_PADS, &pads)]
+        {
             self.placement.bind_input(&mut binding, name, constant, Upload::Constant)?;
         }
         self.frame_sizes.push_front(FrameBinding { size, binding });

@@ -99,11 +99,7 @@ impl OrtEncoder {
     /// memory is the host's; otherwise the images are copied into one pooled (page-locked on
     /// CUDA) batch. The upload time is each image's: they all waited for it. The feed must stay
     /// alive until the run.
-    fn bind_host_images(
-        &mut self,
-        mut images: Vec<Arc<PreprocessedImage>>,
-        shape: usize,
-    ) -> Result<(Vec<StageTimings>, Feed), ModelError> {
+    fn bind_host_images(&mut self, mut images: Vec<Arc<PreprocessedImage>>, shape: usize) -> Result<(Vec<StageTimings>, Feed), ModelError> {
         let started = Instant::now();
         let count = images.len();
         let sole = match images.pop() {

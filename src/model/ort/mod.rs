@@ -29,8 +29,8 @@ pub use encoder::OrtEncoder;
 use options::{GraphKind, session_builder};
 pub use placement::{HostTensorPool, Placement, PooledTensor, Upload, UploadWait};
 
-use crate::telemetry::metrics::{PADDED_SLOTS, SHAPE_RUNS};
 use crate::model::{BackendInfo, DataPath, LoadedModel, ModelError, Precision, RuntimeOptions, SHARED_DECODER};
+use crate::telemetry::metrics::{PADDED_SLOTS, SHAPE_RUNS};
 
 /// ONNX Runtime allows one environment per process; every model shares it, and the first
 /// model's options decide its thread pool.

@@ -4,10 +4,9 @@
 use ort::ep;
 use ort::ep::ArenaExtendStrategy;
 use ort::ep::cuda::ConvAlgorithmSearch;
-
-use super::memory_limit::shared_device_arena;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
+use super::memory_limit::shared_device_arena;
 use crate::model::ModelError;
 use crate::model::options::{Device, DeviceFallback, ExecutionProvider, GraphOptimization, RuntimeOptions};
 

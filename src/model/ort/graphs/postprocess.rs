@@ -56,7 +56,11 @@ pub fn build() -> Result<ort::editor::Model, ModelError> {
     let low_res = LOW_RES as i64;
     g.finish(
         &[
-            Port::new(INPUT_LOW_RES, Float32, &[Dim::Named("padded"), Dim::Fixed(MASK_TOKENS as i64), Dim::Fixed(low_res), Dim::Fixed(low_res)]),
+            Port::new(
+                INPUT_LOW_RES,
+                Float32,
+                &[Dim::Named("padded"), Dim::Fixed(MASK_TOKENS as i64), Dim::Fixed(low_res), Dim::Fixed(low_res)],
+            ),
             Port::new(INPUT_OBJECTS, Int64, &[Dim::Fixed(1)]),
             Port::new(INPUT_TOKENS, Int64, &[k]),
             Port::new(INPUT_RESIZED, Int64, &[Dim::Fixed(2)]),
