@@ -22,6 +22,8 @@
 # On a lent GPU machine, through ../shared/tools/gpu/ (see its README; the chunks carry the
 # release binary, onnxruntime-gpu, the model and test media):
 #     bash .gpu/device.sh bash scripts/gpu_bench.sh          # writes $OUT (default /tmp/gpu-bench)
+# Through the device tool, with the last chunk, so the results come back with the call:
+#     ... && bash .gpu/device.sh env OUT=$OUT/gpu-bench bash scripts/gpu_bench.sh
 # The baselines import mobile_sam, which needs timm and torchvision: `bash scripts/gpu_pydeps.sh`
 # unpacks them for the GPU machine's Python into gpu-extra/pydeps (they travel with the
 # checkout), and this script puts them on PYTHONPATH. The fp16 encoder travels the same way:
@@ -44,12 +46,14 @@ declare -A LIMIT=([probe]=75 [latency]=90 [throughput]=120 [shapes]=60 [baseline
 SCALE=1
 [ "$DEVICE" = cpu ] && SCALE=${CPU_LIMIT_SCALE:-4}
 # timm and torchvision for the machine's PyTorch (scripts/gpu_pydeps.sh), if carried.
+# Unpacked outside $OUT, which should hold only what comes back.
+PYDEPS_DIR=${TMPDIR:-/tmp}/samstream-pydeps
 if compgen -G "$ROOT/gpu-extra/pydeps/*.whl" >/dev/null; then
   if [ -z "${GPU_BENCH_PHASE:-}" ]; then
-    rm -rf "$OUT/pydeps" && mkdir -p "$OUT/pydeps"
-    for wheel in "$ROOT"/gpu-extra/pydeps/*.whl; do unzip -q -o "$wheel" -d "$OUT/pydeps"; done
+    rm -rf "$PYDEPS_DIR" && mkdir -p "$PYDEPS_DIR"
+    for wheel in "$ROOT"/gpu-extra/pydeps/*.whl; do unzip -q -o "$wheel" -d "$PYDEPS_DIR"; done
   fi
-  export PYTHONPATH=$OUT/pydeps${PYTHONPATH:+:$PYTHONPATH}
+  export PYTHONPATH=$PYDEPS_DIR${PYTHONPATH:+:$PYTHONPATH}
 fi
 pydevice=cuda
 if [ "$DEVICE" = cpu ]; then
