@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import platform
 import subprocess
 import sys
@@ -67,14 +68,19 @@ def everything_rows(f: Path) -> tuple[list[str], list[tuple[str, str, bool, str]
         ort = python.get("ort", {}).get(layers, {}).get("seconds", float("nan"))
         shared = python.get("ort_shared", {}).get(layers, {}).get("seconds", float("nan"))
         seconds = official.get("seconds", float("nan"))
-        secs = lambda t: f"{t:.1f}" if t == t else "not run"  # noqa: E731  (t == t: not NaN)
-        ratio = lambda t: f"{t / ours:.2f}x" if t == t else "–"  # noqa: E731
+
+        def secs(t: float) -> str:
+            return "not run" if math.isnan(t) else f"{t:.1f}"
+
+        def ratio(t: float) -> str:
+            return "–" if math.isnan(t) else f"{t / ours:.2f}x"
+
         lines.append(
             f"| {layers} | {secs(seconds)} | {secs(ort)} | {secs(shared)} | {ours:.1f} | {ratio(seconds)} | {ratio(ort)} | {ratio(shared)} | "
             f"{official.get('masks', '?')}{' (raised IndexError at the end†)' if 'failed' in official else ''} / {load(f, path.stem).get('masks', '?')} |"
         )
         targets.append((f"SegmentEverything vs official generator, crop_n_layers {layers}", f"{seconds / ours:.2f}x", seconds / ours >= 3, ">= 3x"))
-        fastest = min((t for t in (ort, shared) if t == t), default=float("nan"))  # t == t: not NaN (not run)
+        fastest = min((t for t in (ort, shared) if not math.isnan(t)), default=float("nan"))
         targets.append((f"SegmentEverything vs Python ORT pipeline, crop_n_layers {layers}", f"{fastest / ours:.2f}x", fastest / ours >= 1.0, ">= 1.0x, the faster Python variant"))
     if any("failed" in runs.get(layers, {}) for runs in python.values() for layers in runs):
         lines += [

@@ -2,12 +2,12 @@
 # Two builds of samstream against each other on this machine, in one run: each round starts
 # one server of each (same flags), times it to SERVING, then runs the same `samstream bench`
 # rows against it; rounds alternate the order. Prints medians over rounds and new/old ratios.
-#   source scripts/setup.sh && bash scripts/bench_ab.sh OLD_BINARY NEW_BINARY [serve flags...]
+#   bash scripts/bench_ab.sh OLD_BINARY NEW_BINARY [serve flags...]
 #   ROUNDS=3 N=15 bash scripts/bench_ab.sh /tmp/samstream-old target/release/samstream --data-path device
 set -euo pipefail
 old=$1 new=$2
 shift 2
-: "${SAMSTREAM_MODEL_DIR:?source scripts/setup.sh first}"
+source "$(dirname "$0")/setup.sh"
 ROUNDS=${ROUNDS:-3} N=${N:-15}
 out=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
@@ -15,19 +15,18 @@ image=$SAMSTREAM_MODEL_DIR/parity/landscape.png
 [ -f "${AB_IMAGE:-}" ] && image=$AB_IMAGE
 rows=("segment_1 --rpc segment --requests $N" "segment_8 --rpc segment --objects 8 --requests $N" "prompt_1 --rpc prompt-update --requests $((N * 2))")
 run_one() {
-  local label=$1 binary=$2 round=$3 log=$out/$1-$3.log
-  "$binary" serve --model-dir "$SAMSTREAM_MODEL_DIR" --listen 127.0.0.1:0 "${@:4}" >"$log" 2>&1 &
-  local pid=$! started=$(date +%s.%N) addr=""
-  for _ in $(seq 600); do addr=$(sed -n 's/^samstream listening on //p' "$log"); [ -n "$addr" ] && break; sleep 0.1; done
-  "$binary" client --server "http://$addr" --image "$image" --point 100,100 --ready-timeout 300 >/dev/null
-  echo "$(echo "$(date +%s.%N) - $started" | bc)" >"$out/$label-$round-serving"
+  local label=$1 binary=$2 round=$3
+  local started=$(date +%s%N)
+  SAMSTREAM_BIN=$binary start_samstream "$out/$label-$round.log" "${@:4}"
+  "$binary" client --server "http://$SERVER_ADDR" --image "$image" --point 100,100 --ready-timeout 300 >/dev/null
+  echo $(( ($(date +%s%N) - started) / 1000000 )) >"$out/$label-$round-serving"
   for row in "${rows[@]}"; do
     set -- $row
     local name=$1
     shift
-    "$new" bench --server "http://$addr" --image "$image" --json "$@" >"$out/$label-$round-$name.json"
+    "$new" bench --server "http://$SERVER_ADDR" --image "$image" --json "$@" >"$out/$label-$round-$name.json"
   done
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 }
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then run_one old "$old" "$round" "$@"; run_one new "$new" "$round" "$@"
@@ -42,7 +41,7 @@ def med(label, name):
     for r in range(1, rounds + 1):
         path = out / f"{label}-{r}-{name}"
         if name == "serving":
-            values.append(float(path.read_text()) * 1e3)
+            values.append(float(path.read_text()))
         else:
             values.append(json.loads(path.with_suffix(".json").read_text())["latency_ms"]["p50"])
     return statistics.median(values)

@@ -16,8 +16,8 @@
 #   baselines   the same graphs in Python: raw ORT, the Python pipeline, PyTorch SamPredictor,
 #               fidelity against the official predictor                          (limit 120 s)
 #   modes       (not in the default) the host data path, TF32 and the fp16 encoder (limit 150 s)
-# The default run is at most 7 min 45 s by its limits. Every Python session must run on the
-# device asked for (the scripts fail loudly otherwise).
+# The default phases' limits add up to 7 min 45 s (plus set-up and the report). Every Python
+# session must run on the device asked for (the scripts fail loudly otherwise).
 #
 # On a lent GPU machine, through ../shared/tools/gpu/ (see its README; the chunks carry the
 # release binary, onnxruntime-gpu, the model and test media):
@@ -51,7 +51,8 @@ PYDEPS_DIR=${TMPDIR:-/tmp}/samstream-pydeps
 if compgen -G "$ROOT/gpu-extra/pydeps/*.whl" >/dev/null; then
   if [ -z "${GPU_BENCH_PHASE:-}" ]; then
     rm -rf "$PYDEPS_DIR" && mkdir -p "$PYDEPS_DIR"
-    for wheel in "$ROOT"/gpu-extra/pydeps/*.whl; do unzip -q -o "$wheel" -d "$PYDEPS_DIR"; done
+    # Python's zipfile: the GPU machine need not have unzip.
+    for wheel in "$ROOT"/gpu-extra/pydeps/*.whl; do "$PY" -m zipfile -e "$wheel" "$PYDEPS_DIR"; done
   fi
   export PYTHONPATH=$PYDEPS_DIR${PYTHONPATH:+:$PYTHONPATH}
 fi

@@ -16,11 +16,16 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/gpu-extra/pydeps
 TIMM_VERSION=${TIMM_VERSION:-1.0.31}
 download() {
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  "${SAMSTREAM_PYTHON:-python3}" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform any -d "$1" "$2"
 }
 rm -rf "$out" && mkdir -p "$out"
 download "$out" "timm==$TIMM_VERSION"
 download "$out" "torchvision${TORCHVISION_VERSION:+==$TORCHVISION_VERSION}"
-unzip -p "$out"/torchvision-*.whl '*.dist-info/METADATA' | grep -i '^Requires-Dist: torch\b' >"$out/REQUIRES"
+"${SAMSTREAM_PYTHON:-python3}" - "$out"/torchvision-*.whl >"$out/REQUIRES" <<'PY'
+import sys, zipfile
+wheel = zipfile.ZipFile(sys.argv[1])
+metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+print("\n".join(l for l in wheel.read(metadata).decode().splitlines() if l.lower().startswith("requires-dist: torch ")))
+PY
 ls -la "$out"; cat "$out/REQUIRES"

@@ -417,6 +417,23 @@ fn the_layering_holds() {
     assert!(session_to_server.is_empty(), "session/ must not use server/: {session_to_server:?}");
 }
 
+/// On the device data path nothing waits for the whole device but the one arm of
+/// `Placement::upload_wait` that asks for it (`synchronize_inputs` is cudaDeviceSynchronize on
+/// CUDA), and nothing goes through ort's hidden copy sessions (`Tensor::to`, `copy_into`: a CUDA
+/// provider of their own per dtype pair, uncapped, behind one process-wide lock).
+#[test]
+fn no_device_wide_syncs_nor_copy_sessions_outside_placement() {
+    let krate = Crate::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let naming = |needle: &str| -> Vec<String> {
+        krate.modules.iter().filter(|(_, text)| text.contains(needle)).map(|(module, _)| show(module)).collect()
+    };
+    let syncs = naming(".synchronize_inputs()");
+    assert_eq!(syncs, vec!["model::ort::placement".to_string()], "synchronize_inputs only behind upload_wait");
+    for copy in [".copy_into(", ".copy_into_async(", ".to(AllocationDevice", ".to_async("] {
+        assert!(naming(copy).is_empty(), "{copy} goes through ort's copy sessions: {:?}", naming(copy));
+    }
+}
+
 #[test]
 fn the_measure_sees_what_it_must() {
     // A tree of uses, re-exports followed to where an item is defined, and a cycle it must find.

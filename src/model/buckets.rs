@@ -97,6 +97,15 @@ impl ShapeBuckets {
         }
     }
 
+    /// Which session runs `shape`: with fixed shapes each shape has its own (keyed by the
+    /// shape), with exact shapes one session runs every size (key 0).
+    pub fn session_key(&self, shape: usize) -> usize {
+        match self {
+            ShapeBuckets::Exact => 0,
+            ShapeBuckets::Sizes(_) => shape,
+        }
+    }
+
     /// The largest bucket, where counts are padded.
     pub fn largest(&self) -> Option<usize> {
         match self {

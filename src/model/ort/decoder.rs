@@ -85,8 +85,10 @@ impl OrtDecoder {
     ) -> Result<Self, ModelError> {
         let first = Graph::new(open_per_object()?)?;
         let host_allocator = placement.host_allocator(&first.session)?;
-        let mut decoder = Self {
-            graphs: HashMap::new(),
+        let mut graphs = HashMap::new();
+        graphs.insert((GraphKind::PerObject, buckets.session_key(buckets.shape_for(1))), first);
+        Ok(Self {
+            graphs,
             open_per_object,
             open_shared,
             buckets,
@@ -95,19 +97,13 @@ impl OrtDecoder {
             mask_inputs: HashMap::new(),
             host_allocator,
             cpu: MemoryInfo::default(),
-        };
-        decoder.graphs.insert((GraphKind::PerObject, decoder.key(decoder.buckets.shape_for(1))), first);
-        Ok(decoder)
+        })
     }
 
-    fn key(&self, shape: usize) -> usize {
-        if self.buckets.largest().is_some() { shape } else { 0 }
-    }
-
-    /// The session of `kind` for `shape` objects, opened on first use (the warm-up runs every
-    /// shape of both graphs).
-    fn graph(&mut self, kind: GraphKind, shape: usize) -> Result<&mut Graph, ModelError> {
-        let key = (kind, self.key(shape));
+    /// Opens the session of `kind` for `shape` objects on first use (the warm-up runs every
+    /// shape of both graphs); its key.
+    fn open_graph(&mut self, kind: GraphKind, shape: usize) -> Result<(GraphKind, usize), ModelError> {
+        let key = (kind, self.buckets.session_key(shape));
         if let Entry::Vacant(entry) = self.graphs.entry(key) {
             let open = match kind {
                 GraphKind::PerObject => &self.open_per_object,
@@ -116,7 +112,7 @@ impl OrtDecoder {
             tracing::debug!(?kind, shape, "decoder session opened for an object count shape");
             entry.insert(Graph::new(open()?)?);
         }
-        Ok(self.graphs.get_mut(&key).expect("inserted above"))
+        Ok(key)
     }
 
     /// Fills the mask inputs for `objects`, writing only the rows that changed, and binds them
@@ -179,7 +175,7 @@ impl MaskDecoder for OrtDecoder {
         // Padding objects repeat the first one's prompt without a mask: objects are independent,
         // so they change no real object's result.
         let shape = self.buckets.shape_for(n);
-        let filler = objects.first().map(|first| PromptTokens { mask_input: None, ..(*first).clone() });
+        let filler = objects.first().filter(|_| shape > n).map(|first| PromptTokens { mask_input: None, ..(*first).clone() });
         let mut padded: Vec<&PromptTokens> = objects.to_vec();
         padded.extend(filler.iter().cycle().take(shape - n));
         let mut coords = Array3::<f32>::zeros((shape, tokens, 2));
@@ -195,18 +191,17 @@ impl MaskDecoder for OrtDecoder {
         let kind = if shared { GraphKind::Shared } else { GraphKind::PerObject };
         // Low-res logits stay where the next stage runs: on the device for the postprocessing
         // graph, on the host for OpenCV.
-        let low_res_memory = if self.postprocess.is_some() { self.placement.device_memory().clone() } else { self.cpu.clone() };
-        let cpu = self.cpu.clone();
-        self.graph(kind, shape)?;
-        let graph = self.graphs.get_mut(&(kind, self.key(shape))).expect("opened above");
+        let key = self.open_graph(kind, shape)?;
+        let low_res_memory = if self.postprocess.is_some() { self.placement.device_memory() } else { &self.cpu };
+        let graph = self.graphs.get_mut(&key).expect("opened above");
         if !shared {
             Self::bind_masks(&mut self.mask_inputs, &self.host_allocator, graph, &padded)?;
         }
         graph.binding.bind_input("image_embeddings", embedding.downcast_ref::<DynTensor>()?)?;
         graph.binding.bind_input("point_coords", &Tensor::from_array(coords)?)?;
         graph.binding.bind_input("point_labels", &Tensor::from_array(labels)?)?;
-        graph.binding.bind_output_to_device("iou_predictions", &cpu)?;
-        graph.binding.bind_output_to_device("low_res_masks", &low_res_memory)?;
+        graph.binding.bind_output_to_device("iou_predictions", &self.cpu)?;
+        graph.binding.bind_output_to_device("low_res_masks", low_res_memory)?;
         let (iou, low_res) = {
             let mut outputs = graph.session.run_binding(&graph.binding)?;
             (take_output(&mut outputs, "iou_predictions")?, take_output(&mut outputs, "low_res_masks")?)

@@ -61,7 +61,7 @@ impl DevicePreprocess {
         let started = Instant::now();
         let mut staging = self.staging.take(TensorElementType::Uint8, &[g.height as i64, g.width as i64, 3])?;
         staging.data_mut::<u8>()?.copy_from_slice(frame.bytes()?);
-        let upload = started.elapsed() + self.placement.bind_frame_input(binding, preprocess::INPUT_IMAGE, staging.tensor())?;
+        let upload = started.elapsed() + self.placement.bind_input(binding, preprocess::INPUT_IMAGE, staging.tensor(), Upload::Frame)?;
         let started = Instant::now();
         binding.bind_output(preprocess::OUTPUT, output)?;
         self.session.run_binding(binding)?;

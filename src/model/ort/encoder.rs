@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use opencv::core::{CV_8UC3, Mat, Scalar};
-use ort::memory::MemoryInfo;
+use ort::memory::{Allocator, MemoryInfo};
 use ort::session::{IoBinding, Session};
 use ort::value::{DynTensor, Shape, Tensor, TensorElementType, TensorRefMut};
 
 use super::device_stages::{DevicePreprocess, PickEmbedding};
-use super::placement::{HostTensorPool, Placement, PooledTensor};
+use super::placement::{HostTensorPool, Placement, PooledTensor, Upload};
 use super::{check_shape, count_shape_run, take_output};
 use crate::model::{
     EMBEDDING_CHANNELS, EMBEDDING_GRID, Embedding, EncoderInput, IMAGE_SIZE, ImageEncoder, ModelError, PreprocessedImage, RgbFrame,
@@ -45,9 +45,17 @@ pub(super) type OpenSession = Box<dyn Fn() -> Result<Session, ModelError> + Send
 struct ShapeGraph {
     session: Session,
     binding: IoBinding,
+    /// The session's device memory (the shared arena), for the inputs written in place.
+    device_allocator: Allocator,
     /// With a fixed shape on the device data path: the `[shape, 3, 1024, 1024]` input the
     /// preprocessing graph writes each image into, kept, so the padding slots are set once.
     input: Option<DynTensor>,
+}
+
+impl ShapeGraph {
+    fn new(session: Session, placement: &Placement) -> Result<Self, ModelError> {
+        Ok(Self { binding: session.create_binding()?, device_allocator: placement.device_allocator(&session)?, session, input: None })
+    }
 }
 
 pub struct OrtEncoder {
@@ -72,24 +80,18 @@ impl OrtEncoder {
     ) -> Result<Self, ModelError> {
         let session = open()?;
         let host_inputs = HostTensorPool::new(placement.host_allocator(&session)?);
-        let first = ShapeGraph { binding: session.create_binding()?, session, input: None };
-        let mut encoder = Self { graphs: HashMap::new(), open, buckets, placement, preprocess, pick, host_inputs };
-        encoder.graphs.insert(encoder.key(encoder.buckets.shape_for(1)), first);
-        Ok(encoder)
-    }
-
-    /// Which session runs `shape` images: its own with fixed shapes, the one session otherwise.
-    fn key(&self, shape: usize) -> usize {
-        if self.buckets.largest().is_some() { shape } else { 0 }
+        let first = ShapeGraph::new(session, &placement)?;
+        let mut graphs = HashMap::new();
+        graphs.insert(buckets.session_key(buckets.shape_for(1)), first);
+        Ok(Self { graphs, open, buckets, placement, preprocess, pick, host_inputs })
     }
 
     /// Opens the session for `shape` on first use (the warm-up runs every shape); its key.
     fn open_graph(&mut self, shape: usize) -> Result<usize, ModelError> {
-        let key = self.key(shape);
+        let key = self.buckets.session_key(shape);
         if let Entry::Vacant(entry) = self.graphs.entry(key) {
-            let session = (self.open)()?;
             tracing::debug!(shape, "encoder session opened for a batch shape");
-            entry.insert(ShapeGraph { binding: session.create_binding()?, session, input: None });
+            entry.insert(ShapeGraph::new((self.open)()?, &self.placement)?);
         }
         Ok(key)
     }
@@ -123,7 +125,7 @@ impl OrtEncoder {
         };
         let key = self.open_graph(shape)?;
         let graph = self.graphs.get_mut(&key).expect("opened above");
-        let upload = started.elapsed() + self.placement.bind_frame_input(&mut graph.binding, INPUT, tensor)?;
+        let upload = started.elapsed() + self.placement.bind_input(&mut graph.binding, INPUT, tensor, Upload::Frame)?;
         Ok((vec![StageTimings { upload, ..Default::default() }; count], feed))
     }
 
@@ -145,25 +147,26 @@ impl OrtEncoder {
     /// input, which stays in device memory, and binds that input.
     fn preprocess_on_device(&mut self, frames: &[RgbFrame], shape: usize) -> Result<(Vec<StageTimings>, Feed), ModelError> {
         let key = self.open_graph(shape)?;
-        let memory = self.placement.device_memory().clone();
+        let exact_shapes = self.buckets.largest().is_none();
+        let memory = self.placement.device_memory();
         let preprocess = self.preprocess.as_mut().ok_or_else(|| ModelError::Image("this encoder takes host-preprocessed images".into()))?;
         let graph = self.graphs.get_mut(&key).expect("opened above");
-        let allocator = self.placement.device_allocator(&graph.session)?;
+        let allocator = &graph.device_allocator;
         let dims = vec![shape as i64, 3, IMAGE_SIZE as i64, IMAGE_SIZE as i64];
         let mut fresh = None;
-        let input = if key == 0 {
+        let input = if exact_shapes {
             // Exact shapes: from the arena, given back after the run rather than one input per
             // batch size held for good.
-            fresh.insert(DynTensor::new(&allocator, TensorElementType::Float32, dims)?)
+            fresh.insert(DynTensor::new(allocator, TensorElementType::Float32, dims)?)
         } else {
             match &mut graph.input {
                 Some(input) => input,
                 empty => {
-                    let input = empty.insert(DynTensor::new(&allocator, TensorElementType::Float32, dims)?);
+                    let input = empty.insert(DynTensor::new(allocator, TensorElementType::Float32, dims)?);
                     // Every slot starts as a black image, so that padding slots hold finite values.
                     let black = RgbFrame::new(Arc::new(Mat::new_rows_cols_with_default(16, 16, CV_8UC3, Scalar::all(0.0))?))?;
                     for index in 0..shape {
-                        preprocess.run(&black, slot(&memory, input, index)?)?;
+                        preprocess.run(&black, slot(memory, input, index)?)?;
                     }
                     input
                 }
@@ -171,7 +174,7 @@ impl OrtEncoder {
         };
         let mut times = Vec::with_capacity(frames.len());
         for (index, frame) in frames.iter().enumerate() {
-            times.push(preprocess.run(frame, slot(&memory, input, index)?)?);
+            times.push(preprocess.run(frame, slot(memory, input, index)?)?);
         }
         graph.binding.bind_input(INPUT, &*input)?;
         Ok((times, fresh.map_or(Feed::Kept, Feed::Tensor)))
@@ -182,8 +185,7 @@ impl OrtEncoder {
     fn run(&mut self, mut times: Vec<StageTimings>, shape: usize, _feed: Feed) -> Result<Vec<(Embedding, StageTimings)>, ModelError> {
         let count = times.len();
         let started = Instant::now();
-        let key = self.key(shape);
-        let graph = self.graphs.get_mut(&key).expect("bound before the run");
+        let graph = self.graphs.get_mut(&self.buckets.session_key(shape)).expect("bound before the run");
         graph.binding.bind_output_to_device(OUTPUT, self.placement.device_memory())?;
         let result =
             graph.session.run_binding(&graph.binding).map_err(ModelError::from).and_then(|mut outputs| take_output(&mut outputs, OUTPUT));

@@ -8,7 +8,7 @@
 //! allocators, hence the few raw ONNX Runtime API calls here.
 
 use std::ffi::{CStr, CString};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 use ort::AsPointer;
 use ort::environment::Environment;
@@ -21,14 +21,18 @@ use crate::model::{Device, RuntimeOptions};
 /// two, so the cap is reached only when the memory is really needed.
 const EXTEND_SAME_AS_REQUESTED: usize = 1;
 
-/// Which arena was registered with the environment: none (0), the CPU's (1) or CUDA's (2).
-static SHARED_ARENA: AtomicU8 = AtomicU8::new(0);
-const CPU_ARENA: u8 = 1;
-const CUDA_ARENA: u8 = 2;
+/// The arena registered with the environment (set once, when the environment is built).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SharedArena {
+    Cpu,
+    Cuda,
+}
+
+static SHARED_ARENA: OnceLock<SharedArena> = OnceLock::new();
 
 /// Whether sessions on a GPU (`gpu`) or on the CPU provider allocate from a shared arena.
 pub fn shared_device_arena(gpu: bool) -> bool {
-    SHARED_ARENA.load(Ordering::Relaxed) == if gpu { CUDA_ARENA } else { CPU_ARENA }
+    SHARED_ARENA.get() == Some(if gpu { &SharedArena::Cuda } else { &SharedArena::Cpu })
 }
 
 /// Registers the one arena for `options`' device with `env` (once, when the environment is
@@ -40,22 +44,22 @@ pub fn register_device_arena(env: &Environment, options: &RuntimeOptions) -> Res
     let cpu = || MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Arena, MemoryType::Default);
     let registered = match options.device {
         Device::Cpu if limit == 0 => return Ok(()),
-        Device::Cpu => register(env, None, cpu(), limit).map(|()| CPU_ARENA)?,
+        Device::Cpu => register(env, None, cpu(), limit).map(|()| SharedArena::Cpu)?,
         Device::Cuda(id) | Device::TensorRt(id) => {
             let info = MemoryInfo::new(AllocationDevice::CUDA, id, AllocatorType::Arena, MemoryType::Default);
             match register(env, Some(id), info, limit) {
-                Ok(()) => CUDA_ARENA,
+                Ok(()) => SharedArena::Cuda,
                 Err(reason) => {
                     tracing::warn!(%reason, "no shared CUDA arena; each GPU session gets its own (--memory-limit then caps each one)");
                     if limit == 0 {
                         return Ok(());
                     }
-                    register(env, None, cpu(), limit).map(|()| CPU_ARENA)?
+                    register(env, None, cpu(), limit).map(|()| SharedArena::Cpu)?
                 }
             }
         }
     };
-    SHARED_ARENA.store(registered, Ordering::Relaxed);
+    let _ = SHARED_ARENA.set(registered);
     Ok(())
 }
 

@@ -96,11 +96,6 @@ impl Placement {
         }
         Ok(started.elapsed())
     }
-
-    /// `bind_input` for a frame's data (per frame: never waits for the device).
-    pub fn bind_frame_input(&self, binding: &mut IoBinding, name: &str, value: &DynTensor) -> Result<Duration, ModelError> {
-        self.bind_input(binding, name, value, Upload::Frame)
-    }
 }
 
 /// Kinds of input the device paths bind.
