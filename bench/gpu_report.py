@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns one scripts/gpu_bench.sh run (OUT/rows/*.json, OUT/facts.json) into OUT/gpu_bench.md,
 the table for BENCHMARKS.md, and OUT/gpu_bench.json; prints the table. Every figure comes from
-that one run; targets are the issues' (10: data path, 11: throughput and precision)."""
+that one run; each goal is checked against the figure of that run that measures it."""
 
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ class Report:
         self.rows = {p.stem: load(p) for p in sorted((out / "rows").glob("*.json"))}
         self.python = self.rows.pop("python", {})
         self.probe = self.rows.pop("probe", {})
+        self.parity_reference = self.rows.pop("parity_reference", {})
         self.facts = load(out / "facts.json")
+        self.parity = {p.stem.removeprefix("parity_"): [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+                       for p in sorted((out / "rows").glob("parity_*.jsonl"))}
         self.checks: list[tuple[str, str, bool | None]] = []
 
     def bench(self, name: str) -> dict:
@@ -61,10 +64,12 @@ class Report:
             f"## GPU: {f.get('gpu', '?')} (`{command}`, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)",
             "",
             f"Device `{f.get('device')}`; onnxruntime {f.get('onnxruntime')} ({', '.join(f.get('providers', []))}); "
-            f"torch {f.get('torch')} (timm {f.get('timm')}, torchvision {f.get('torchvision')}); fp16 encoder: {'yes' if f.get('fp16_encoder') else 'not available'}"
+            f"CUDA runtime {f.get('nvidia-cuda-runtime', '?')}, cuDNN {f.get('nvidia-cudnn-cu13', '?')}, cuBLAS {f.get('nvidia-cublas', '?')} (the machine's Python packages); "
+            f"torch {f.get('torch')} (CUDA {f.get('torch_cuda_version')}, cuDNN {f.get('torch_cudnn')}; timm {f.get('timm')}, torchvision {f.get('torchvision')}); fp16 encoder: {'yes' if f.get('fp16_encoder') else 'not available'}"
             + ("; **QUICK run (a few requests per row): plumbing check, not figures**" if f.get("quick") else "")
             + ". 1280x720 JPEG, one point per object unless said; medians (p50). Seeded random weights.",
             "",
+            *self.smi_lines(),
             *self.probe_lines(),
             "### Latency, one caller (ms)",
             "",
@@ -128,6 +133,7 @@ class Report:
                     f"| {mode} | {fmt(ort_side.get('correlation'), 7)} | {fmt(ort_side.get('sign_disagreement_pct'), 4)}% | "
                     f"{fmt(served.get('sign_disagreement_pct'), 4)}% |"
                 )
+        lines += self.parity_lines()
         self.targets()
         lines += ["", "### Targets", "", "| target | measured | met |", "|---|---:|:---:|"]
         for what, measured, met in self.checks:
@@ -143,6 +149,50 @@ class Report:
         if failed:
             lines += ["", "Not measured: " + "; ".join(f"{k}: {v}" for k, v in failed.items())]
         return "\n".join(lines) + "\n"
+
+    def parity_lines(self) -> list[str]:
+        """samstream's own pipeline on the parity fixtures (tests/parity.rs on this device)."""
+        if not self.parity:
+            return ["", "Parity fixtures through samstream: not run."]
+        lines = [
+            "",
+            "### Parity fixtures through samstream on this device, against the official predictor's logits",
+            "",
+            "Four images x sixteen prompt sets x single/multimask, the contract of the test suite (correlation >= 0.9999, "
+            "sign disagreement <= 0.1% of confident pixels, same mask order); the device data path returns masks, so only "
+            "their signs are compared." + self.reference_line(),
+            "",
+            "| mode | data path | cases | failing | min correlation | median sign disagreement | max sign disagreement |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for mode, entries in self.parity.items():
+            for e in entries:
+                lines.append(
+                    f"| {mode} | {e.get('data_path')} | {e.get('cases')} | {e.get('failing')} | {fmt(e.get('min_correlation'), 7)} | "
+                    f"{fmt(e.get('median_sign_disagreement_pct'), 4)}% | {fmt(e.get('max_sign_disagreement_pct'), 4)}% |"
+                )
+        return lines
+
+    def smi_lines(self) -> list[str]:
+        """nvidia-smi's own header (driver and CUDA version) and the device's line."""
+        try:
+            text = (self.out / "logs" / "nvidia-smi.txt").read_text().splitlines()
+        except OSError:
+            return []
+        kept = [line.strip(" |") for line in text if "Driver Version" in line or "NVIDIA H" in line or "NVIDIA A" in line]
+        return ["nvidia-smi: " + "; ".join(" ".join(line.split()) for line in kept), ""] if kept else []
+
+    def reference_line(self) -> str:
+        check = self.parity_reference.get("check")
+        if not self.parity_reference:
+            return " Reference: the export's fixtures."
+        if not check:
+            return f" Reference: written on this machine (PyTorch {self.parity_reference.get('torch')}, CPU float32), not checked."
+        return (
+            f" Reference: written on this machine (PyTorch {self.parity_reference.get('torch')}, CPU float32); against the export's own "
+            f"fixtures for {check.get('cases')} cases: max abs difference {check.get('max_abs_difference')}, "
+            f"{'the same model' if check.get('matches') else '**another model**'}."
+        )
 
     def probe_lines(self) -> list[str]:
         """Step 0: the graphs alone in onnxruntime, shapes repeated against shapes alternating."""
@@ -196,6 +246,9 @@ class Report:
         self.check("four 30 fps sources: every viewer at the source rate (>= 29/s)", ", ".join(f"{v:.1f}" for v in viewers) or "-", None if not viewers else min(viewers) >= 29)
         exact = self.python.get("fidelity", {}).get("samstream_exact", {}).get("sign_disagreement_pct")
         self.check("exact mode: sign disagreement <= 0.001%", fmt(exact, 4), None if exact is None else exact <= 0.001)
+        for e in self.parity.get("exact", []):
+            worst = e.get("max_sign_disagreement_pct")
+            self.check(f"exact mode, parity fixtures, {e.get('data_path')} data path: every case within the contract", f"{e.get('failing')} of {e.get('cases')} failing, max {fmt(worst, 4)}%", e.get("failing") == 0)
 
 
 def main() -> int:

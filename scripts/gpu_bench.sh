@@ -15,9 +15,16 @@
 #                                                                                (limit 60 s)
 #   baselines   the same graphs in Python: raw ORT, the Python pipeline, PyTorch SamPredictor,
 #               fidelity against the official predictor                          (limit 120 s)
+#   parity      samstream's own pipeline on the parity fixtures (the official predictor's
+#               logits), both data paths, exact, TF32 and fp16: the compiled parity test
+#               (SAMSTREAM_PARITY_BIN; `cargo test --release --test parity --no-run` prints it)
+#               with the fixtures of SAMSTREAM_PARITY_DIR or the model's parity/, else written
+#               from their recipe (bench/parity_reference.py; a few of the export's own
+#               fixtures in SAMSTREAM_PARITY_CHECK_DIR show it is the same model) (limit 120 s)
 #   modes       (not in the default) the host data path, TF32 and the fp16 encoder (limit 150 s)
-# The default phases' limits add up to 7 min 45 s (plus set-up and the report). Every Python
-# session must run on the device asked for (the scripts fail loudly otherwise).
+# The default phases' limits add up to 9 min 45 s (plus set-up and the report); PHASE_LIMITS
+# changes them. Every Python session must run on the device asked for (the scripts fail loudly
+# otherwise).
 #
 # On a lent GPU machine, through ../shared/tools/gpu/ (see its README; the chunks carry the
 # release binary, onnxruntime-gpu, the model and test media):
@@ -40,8 +47,10 @@ QUICK=${QUICK:-0}
 PY=${SAMSTREAM_PYTHON:-python3}
 : "${SAMSTREAM_BIN:?}" "${SAMSTREAM_MODEL_DIR:?}" "${ORT_DYLIB_PATH:?}"
 if [ "$QUICK" = 1 ]; then N=3 N8=2 SECS=4 RUNS=1 BATCH=2 PROBE_RUNS=2; else N=100 N8=50 SECS=8 RUNS=30 BATCH=8 PROBE_RUNS=15; fi
-PHASES=${PHASES:-probe latency throughput shapes baselines}
-declare -A LIMIT=([probe]=75 [latency]=90 [throughput]=120 [shapes]=60 [baselines]=120 [modes]=150)
+PHASES=${PHASES:-probe latency throughput shapes baselines parity}
+declare -A LIMIT=([probe]=75 [latency]=90 [throughput]=120 [shapes]=60 [baselines]=120 [parity]=120 [modes]=150)
+# PHASE_LIMITS="parity=60 modes=100" shortens (or lengthens) phases to fit what is left of a lease.
+for limit in ${PHASE_LIMITS:-}; do LIMIT[${limit%%=*}]=${limit#*=}; done
 # This 2-core CPU is no GPU: its dry run gets room for warm-ups that take seconds here.
 SCALE=1
 [ "$DEVICE" = cpu ] && SCALE=${CPU_LIMIT_SCALE:-4}
@@ -86,9 +95,12 @@ fi
 } >"$OUT/sources.toml"
 
 # --- The model, with the fp16 encoder listed in its manifest when there is one -------------
-for f in encoder.onnx decoder.onnx encoder_int8.onnx; do
+for f in encoder.onnx decoder.onnx decoder_shared.onnx encoder_int8.onnx; do
   [ -f "$SAMSTREAM_MODEL_DIR/$f" ] && ln -sf "$SAMSTREAM_MODEL_DIR/$f" "$MODEL/$f"
 done
+PARITY_DIR=${SAMSTREAM_PARITY_DIR:-$SAMSTREAM_MODEL_DIR/parity}
+rm -f "$MODEL/parity"
+[ -f "$PARITY_DIR/cases.json" ] && ln -s "$PARITY_DIR" "$MODEL/parity"
 FP16=""
 for candidate in "$SAMSTREAM_MODEL_DIR/encoder_fp16.onnx" "$ROOT/gpu-extra/encoder_fp16.onnx"; do
   [ -f "$candidate" ] && { FP16=$candidate; ln -sf "$candidate" "$MODEL/encoder_fp16.onnx"; break; }
@@ -107,6 +119,7 @@ PY
 
 # --- Facts ------------------------------------------------------------------------------------
 gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
+nvidia-smi >"$OUT/logs/nvidia-smi.txt" 2>&1
 "$PY" - "$OUT/facts.json" "${gpu:-none}" "$DEVICE" "$QUICK" "$FP16" <<'PY'
 import json, platform, sys
 out, gpu, device, quick, fp16 = sys.argv[1:]
@@ -123,6 +136,18 @@ try:
     facts["torch_cuda"] = torch.cuda.is_available()
 except ImportError as e:
     facts["torch"] = f"not importable: {e}"
+# The CUDA and cuDNN libraries onnxruntime loads (device.sh puts the Python packages' on the path).
+from importlib import metadata
+for package in ("nvidia-cuda-runtime", "nvidia-cudnn-cu13", "nvidia-cublas"):
+    try:
+        facts[package] = metadata.version(package)
+    except metadata.PackageNotFoundError:
+        pass
+try:
+    facts["torch_cudnn"] = torch.backends.cudnn.version()
+    facts["torch_cuda_version"] = torch.version.cuda
+except Exception:  # noqa: BLE001 - torch missing: already recorded
+    pass
 for module in ("timm", "torchvision", "mobile_sam"):
     try:
         imported = __import__(module)
@@ -235,6 +260,35 @@ baselines)
   "$PY" "$ROOT/bench/gpu_python.py" "$MODEL" "$MEDIA/frame.jpg" --json "$OUT/rows/python.json" --device "$pydevice" --runs "$RUNS" \
     --batch "$BATCH" ${FP16:+--fp16 "$FP16"} --masks "${masks[@]}" 2>"$OUT/logs/python.err" ||
     [ -s "$OUT/rows/python.json" ] || printf '{"failed": "%s"}\n' "$(tail -c 300 "$OUT/logs/python.err" | tr '"\n' "' ")" >"$OUT/rows/python.json"
+  ;;
+parity)
+  if [ -z "${SAMSTREAM_PARITY_BIN:-}" ]; then
+    step "parity: not run (SAMSTREAM_PARITY_BIN is not set)"
+    exit 0
+  fi
+  if [ ! -f "$MODEL/parity/cases.json" ]; then
+    # Seeded weights: the fixtures are written here from their recipe rather than carried;
+    # SAMSTREAM_PARITY_CHECK_DIR (some of the export's own fixtures) shows it is the same model.
+    generated=${TMPDIR:-/tmp}/samstream-parity
+    rm -rf "$generated"
+    "$PY" "$ROOT/bench/parity_reference.py" "$SAMSTREAM_MODEL_DIR" "$generated" --json "$OUT/rows/parity_reference.json" \
+      ${SAMSTREAM_PARITY_CHECK_DIR:+--check "$SAMSTREAM_PARITY_CHECK_DIR"} 2>"$OUT/logs/parity_reference.log" ||
+      { step "parity: the reference could not be written or is another model's: $(tail -c 300 "$OUT/logs/parity_reference.log")"; exit 0; }
+    rm -f "$MODEL/parity" && ln -s "$generated" "$MODEL/parity"
+    step "parity: reference written ($(tail -c 200 "$OUT/logs/parity_reference.log"))"
+  fi
+  for mode in exact tf32 fp16; do
+    case $mode in
+      exact) settings=() ;;
+      tf32) settings=(SAMSTREAM_TF32=true) ;;
+      fp16) [ -n "$FP16" ] || continue; settings=(SAMSTREAM_ENCODER_PRECISION=fp16) ;;
+    esac
+    # The contract's test on this device: it fails where a mode is not exact, and its figures
+    # are the point, so the exit status is only logged.
+    env SAMSTREAM_DEVICE="$DEVICE" SAMSTREAM_MODEL_DIR="$MODEL" SAMSTREAM_PARITY_JSON="$OUT/rows/parity_$mode.jsonl" "${settings[@]}" \
+      "$SAMSTREAM_PARITY_BIN" matches_the_official_predictor --test-threads 1 --nocapture >"$OUT/logs/parity_$mode.log" 2>&1
+    step "parity $mode done (rc $?): $(grep -E '^parity \(' "$OUT/logs/parity_$mode.log" | tr '\n' ' ' | cut -c1-400)"
+  done
   ;;
 modes)
   if serve host --data-path host; then

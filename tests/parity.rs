@@ -4,6 +4,11 @@
 //! Rust, ONNX encoder/decoder, OpenCV upscaling) and the device one (the preprocessing and
 //! postprocessing graphs, here on the CPU provider). Deliberately broken pipelines (BGR input
 //! on either path, INTER_LINEAR shrinking) must fail.
+//!
+//! The provider and the encoder's arithmetic come from the server's own variables
+//! (`SAMSTREAM_DEVICE`, `SAMSTREAM_TF32`, `SAMSTREAM_ENCODER_PRECISION`; unset: the exact CPU
+//! path), so the same contract runs on a GPU and in its fast modes; `SAMSTREAM_PARITY_JSON`
+//! names a file that gets one JSON line of figures per data path (scripts/gpu_bench.sh).
 
 mod common;
 
@@ -15,7 +20,10 @@ use opencv::core::Mat;
 use opencv::prelude::*;
 use samstream::model::postprocess::{binary_mask, chosen_tokens, upscale_logits};
 use samstream::model::prompt::PromptTokens;
-use samstream::model::{DataPath, DecodedObjects, EncoderInput, MaskRequest, Preprocessor, ResizeFilter, RgbFrame, RuntimeOptions};
+use samstream::model::{
+    DataPath, DecodedObjects, Device, DeviceFallback, EncoderInput, EncoderPrecision, MaskRequest, Preprocessor, ResizeFilter, RgbFrame,
+    RuntimeOptions,
+};
 
 #[derive(Debug)]
 struct Figures {
@@ -33,6 +41,27 @@ impl Figures {
     }
 }
 
+/// The exact CPU path unless the server's variables ask for another provider or precision; a GPU
+/// that cannot be used fails the load instead of measuring the CPU.
+fn runtime_options(data_path: DataPath) -> RuntimeOptions {
+    let variable = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let device: Device = variable("SAMSTREAM_DEVICE").map_or(Device::Cpu, |v| v.parse().expect("SAMSTREAM_DEVICE"));
+    let encoder_precision = variable("SAMSTREAM_ENCODER_PRECISION")
+        .map_or(EncoderPrecision::Fp32, |v| clap::ValueEnum::from_str(&v, true).expect("SAMSTREAM_ENCODER_PRECISION"));
+    let tf32 = variable("SAMSTREAM_TF32").is_some_and(|v| v.parse().expect("SAMSTREAM_TF32 is true or false"));
+    let device_fallback = if device == Device::Cpu { DeviceFallback::Cpu } else { DeviceFallback::Fail };
+    RuntimeOptions {
+        ort_lib: common::ort_lib(),
+        intra_threads: 1,
+        data_path,
+        device,
+        device_fallback,
+        encoder_precision,
+        tf32,
+        ..Default::default()
+    }
+}
+
 fn mat_values(m: &Mat) -> Vec<f32> {
     m.data_typed::<f32>().expect("continuous f32 logits").to_vec()
 }
@@ -41,10 +70,11 @@ fn mat_values(m: &Mat) -> Vec<f32> {
 /// optionally with the image's channels swapped (the classic BGR-for-RGB bug), and returns the
 /// per-case figures.
 fn evaluate(data_path: DataPath, filter: ResizeFilter, swap_channels: bool, include: impl Fn(&Case) -> bool) -> Vec<Figures> {
-    let options = RuntimeOptions { ort_lib: common::ort_lib(), intra_threads: 1, data_path, ..Default::default() };
+    let options = runtime_options(data_path);
     let mut model = samstream::model::load(&common::model_dir(), &options).expect("model loads");
     let model_path = model.info.data_path;
     assert_eq!(model_path, if data_path == DataPath::Auto { DataPath::Host } else { data_path }, "auto is host on the CPU");
+    eprintln!("parity on {} ({:?}, {model_path:?} data path)", model.info.provider, model.info.precision);
     let prepare = |rgb: Mat| match model_path {
         DataPath::Device => EncoderInput::Pixels(RgbFrame::new(Arc::new(rgb)).expect("an RGB frame")),
         _ => EncoderInput::Preprocessed(Arc::new(Preprocessor::new(filter).run(&rgb).expect("preprocess"))),
@@ -129,6 +159,29 @@ fn summary(figures: &[Figures]) -> String {
     format!("{} cases, {failing} failing; {corr}, max sign disagreement {:.4}%", figures.len(), 100.0 * max_sign)
 }
 
+/// One JSON line of the figures to `SAMSTREAM_PARITY_JSON`, when it is set.
+fn record(data_path: DataPath, figures: &[Figures]) {
+    let Some(path) = std::env::var_os("SAMSTREAM_PARITY_JSON") else { return };
+    let options = runtime_options(data_path);
+    let mut signs: Vec<f64> = figures.iter().map(|f| 100.0 * f.sign_disagreement).collect();
+    signs.sort_by(f64::total_cmp);
+    let line = serde_json::json!({
+        "data_path": data_path.to_string(),
+        "device": options.device.to_string(),
+        "tf32": options.tf32,
+        "encoder_precision": options.encoder_precision,
+        "cases": figures.len(),
+        "failing": figures.iter().filter(|f| !f.passes()).count(),
+        "order_mismatches": figures.iter().filter(|f| !f.order_matches).count(),
+        "min_correlation": figures.iter().filter_map(|f| f.correlation).reduce(f64::min),
+        "median_sign_disagreement_pct": signs.get(signs.len() / 2),
+        "max_sign_disagreement_pct": signs.last(),
+    });
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("SAMSTREAM_PARITY_JSON opens");
+    writeln!(file, "{line}").expect("SAMSTREAM_PARITY_JSON is written");
+}
+
 #[test]
 fn resampling_is_bit_exact_with_pillow() {
     for case in load_cases().iter().filter(|c| c.multimask && c.points.len() == 1 && c.bbox.is_none()) {
@@ -152,6 +205,7 @@ fn resampling_is_bit_exact_with_pillow() {
 fn matches_the_official_predictor() {
     let figures = evaluate(DataPath::Host, ResizeFilter::Pillow, false, |_| true);
     assert_eq!(figures.len(), 32, "four images x four prompt sets x single/multimask");
+    record(DataPath::Host, &figures);
     let report = summary(&figures);
     eprintln!("parity (host data path, pillow resize): {report}");
     let failing: Vec<&Figures> = figures.iter().filter(|f| !f.passes()).collect();
@@ -162,8 +216,9 @@ fn matches_the_official_predictor() {
 fn the_device_data_path_matches_the_official_predictor() {
     let figures = evaluate(DataPath::Device, ResizeFilter::Pillow, false, |_| true);
     assert_eq!(figures.len(), 32, "four images x four prompt sets x single/multimask");
+    record(DataPath::Device, &figures);
     let report = summary(&figures);
-    eprintln!("parity (device data path on the CPU provider): {report}");
+    eprintln!("parity (device data path): {report}");
     let failing: Vec<&Figures> = figures.iter().filter(|f| !f.passes()).collect();
     assert!(failing.is_empty(), "parity fails: {report}: {failing:#?}");
 }
