@@ -87,6 +87,7 @@ class Report:
             ("Segment from a JPEG, 8 objects, exact shapes (before)", "segment_jpeg_8_exact_shapes", raw8, None),
             ("prompt update, 1 object", "prompt_1", dec1, None),
             ("prompt update, 8 objects", "prompt_8", dec8, None),
+            ("Segment everything (32x32 points) from a JPEG", "everything", None, None),
             ("host data path: Segment from a JPEG, 1 object", "segment_jpeg_1_host", raw1, None),
             ("host data path: Segment from a JPEG, 8 objects", "segment_jpeg_8_host", raw8, None),
             ("host data path: prompt update, 1 object", "prompt_1_host", dec1, None),

@@ -6,7 +6,8 @@
 #               repeated vs 1 and 8 alternating (EXHAUSTIVE and HEURISTIC), decoder 1 vs 1/3
 #               objects alternating: does cuDNN keep a plan per shape?          (limit 75 s)
 #   latency     one server (defaults): Segment from a JPEG and from raw RGB with 1 and 8
-#               objects, prompt updates with 1 and 8 objects                     (limit 90 s)
+#               objects, prompt updates with 1 and 8 objects, segment everything (32x32
+#               points)                                                          (limit 90 s)
 #   throughput  8 concurrent callers with batching on (default server) and off
 #               (--encoder-max-batch 1), a 120 fps source, four viewers of four 30 fps sources
 #                                                                                (limit 120 s)
@@ -46,7 +47,7 @@ DEVICE=${DEVICE:-cuda:0}
 QUICK=${QUICK:-0}
 PY=${SAMSTREAM_PYTHON:-python3}
 : "${SAMSTREAM_BIN:?}" "${SAMSTREAM_MODEL_DIR:?}" "${ORT_DYLIB_PATH:?}"
-if [ "$QUICK" = 1 ]; then N=3 N8=2 SECS=4 RUNS=1 BATCH=2 PROBE_RUNS=2; else N=100 N8=50 SECS=8 RUNS=30 BATCH=8 PROBE_RUNS=15; fi
+if [ "$QUICK" = 1 ]; then N=3 N8=2 NE=1 GRID=4 SECS=4 RUNS=1 BATCH=2 PROBE_RUNS=2; else N=100 N8=50 NE=10 GRID=32 SECS=8 RUNS=30 BATCH=8 PROBE_RUNS=15; fi
 PHASES=${PHASES:-probe latency throughput shapes baselines parity}
 declare -A LIMIT=([probe]=75 [latency]=90 [throughput]=120 [shapes]=60 [baselines]=120 [parity]=120 [modes]=150)
 # PHASE_LIMITS="parity=60 modes=100" shortens (or lengthens) phases to fit what is left of a lease.
@@ -236,6 +237,7 @@ latency)
     row segment_raw_8 --rpc segment "${IMG[@]}" --raw --objects 8 --requests "$N8"
     row prompt_1 --rpc prompt-update "${IMG[@]}" --requests "$N"
     row prompt_8 --rpc prompt-update "${IMG[@]}" --objects 8 --requests "$N8"
+    row everything --rpc everything "${IMG[@]}" --points-per-side "$GRID" --requests "$NE"
   fi
   ;;
 throughput)

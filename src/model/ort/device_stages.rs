@@ -5,14 +5,15 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use ndarray::Array4;
-use ort::memory::Allocator;
+use ort::memory::{Allocator, MemoryInfo};
 use ort::session::{IoBinding, Session};
 use ort::value::{AsValueMut, DynTensor, Tensor, TensorElementType, ValueTypeMarker};
 
 use super::graphs::{pick, postprocess, preprocess};
-use super::placement::{HostTensorPool, Placement, PooledTensor, Upload};
+use super::host::HostTensor;
+use super::placement::{HostTensorPool, Placement, Upload};
 use super::{stage_session, take_output};
-use crate::model::{IMAGE_SIZE, ImageGeometry, LOW_RES, ModelError, RgbFrame, RuntimeOptions, resample};
+use crate::model::{IMAGE_SIZE, ImageGeometry, ModelError, RgbFrame, RuntimeOptions, resample};
 use crate::telemetry::StageTimings;
 
 /// The binding of one frame size, with that size's resampling weights and padding bound: bound
@@ -106,12 +107,12 @@ impl DevicePreprocess {
     }
 }
 
-/// Host buffers the postprocessing results land in.
+/// The postprocessing results in host memory.
 pub struct PostprocessOutputs {
     /// `[N, K, H, W]` u8 masks, 255 inside.
-    pub masks: PooledTensor,
+    pub masks: HostTensor,
     /// `[N, K, 256, 256]` f32 low-res logits of the chosen tokens, when asked for.
-    pub low_res: Option<PooledTensor>,
+    pub low_res: Option<HostTensor>,
     /// The graph's run, the copy of its results to the host included (postprocess).
     pub timings: StageTimings,
 }
@@ -119,20 +120,19 @@ pub struct PostprocessOutputs {
 pub struct DevicePostprocess {
     session: Session,
     binding: IoBinding,
-    host: HostTensorPool,
+    host: MemoryInfo<'static>,
 }
 
 impl DevicePostprocess {
     /// The postprocessing graph on the provider `options` choose, always with exact math.
     pub fn load(options: &RuntimeOptions) -> Result<Self, ModelError> {
-        let (session, placement) = stage_session(options, postprocess::build()?)?;
-        Self::new(session, placement)
+        let (session, _) = stage_session(options, postprocess::build()?)?;
+        Self::new(session)
     }
 
-    fn new(session: Session, placement: Placement) -> Result<Self, ModelError> {
+    fn new(session: Session) -> Result<Self, ModelError> {
         let binding = session.create_binding()?;
-        let host = HostTensorPool::new(placement.host_allocator(&session)?);
-        Ok(Self { session, binding, host })
+        Ok(Self { session, binding, host: MemoryInfo::default() })
     }
 
     fn bind_inputs(&mut self, low_res: &DynTensor, objects: usize, tokens: &[usize], geometry: ImageGeometry) -> Result<(), ModelError> {
@@ -161,23 +161,28 @@ impl DevicePostprocess {
         keep_low_res: bool,
     ) -> Result<PostprocessOutputs, ModelError> {
         let started = Instant::now();
-        let n = objects as i64;
-        let (k, h, w) = (tokens.len() as i64, geometry.height as i64, geometry.width as i64);
-        let mut masks = self.host.take(TensorElementType::Uint8, &[n, k, h, w])?;
-        let mut low_res_out =
-            keep_low_res.then(|| self.host.take(TensorElementType::Float32, &[n, k, LOW_RES as i64, LOW_RES as i64])).transpose()?;
         self.bind_inputs(low_res, objects, tokens, geometry)?;
-        // Straight into the pooled (page-locked on CUDA) buffers: ONNX Runtime copies the
-        // results to the host inside this run, on its stream.
-        self.binding.bind_output(postprocess::OUTPUT_MASKS, masks.tensor_mut())?;
-        if let Some(out) = low_res_out.as_mut() {
-            self.binding.bind_output(postprocess::OUTPUT_LOW_RES, out.tensor_mut())?;
+        // Outputs ONNX Runtime allocates in host memory and copies into inside this run. A
+        // buffer of our own bound as the output is not safe on CUDA: ONNX Runtime 1.31 lets
+        // the kernel write into page-locked memory and then copies it onto itself, which it
+        // refuses ("dst_data != src_data"), so no mask could be made on a GPU.
+        self.binding.bind_output_to_device(postprocess::OUTPUT_MASKS, &self.host)?;
+        if keep_low_res {
+            self.binding.bind_output_to_device(postprocess::OUTPUT_LOW_RES, &self.host)?;
         }
-        let run = self.session.run_binding(&self.binding).map(drop);
+        let run = self.session.run_binding(&self.binding).map_err(ModelError::from).and_then(|mut outputs| {
+            let masks = take_output(&mut outputs, postprocess::OUTPUT_MASKS)?;
+            let low_res = keep_low_res.then(|| take_output(&mut outputs, postprocess::OUTPUT_LOW_RES)).transpose()?;
+            Ok((masks, low_res))
+        });
         self.binding.clear();
-        run?;
+        let (masks, low_res_out) = run?;
         let postprocess = started.elapsed();
-        Ok(PostprocessOutputs { masks, low_res: low_res_out, timings: StageTimings { postprocess, ..Default::default() } })
+        Ok(PostprocessOutputs {
+            masks: HostTensor(masks),
+            low_res: low_res_out.map(HostTensor),
+            timings: StageTimings { postprocess, ..Default::default() },
+        })
     }
 
     /// Full-resolution logits of `tokens` (`[N, K, H, W]` f32), copied to the host: what

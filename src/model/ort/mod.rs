@@ -27,6 +27,7 @@ pub use device_stages::{DevicePostprocess, DevicePreprocess, PickEmbedding, Post
 use encoder::OpenSession;
 pub use encoder::OrtEncoder;
 use options::{GraphKind, session_builder};
+pub use host::HostTensor;
 pub use placement::{HostTensorPool, Placement, PooledTensor, Upload, UploadWait};
 
 use crate::model::{BackendInfo, DataPath, LoadedModel, ModelError, Precision, RuntimeOptions, SHARED_DECODER};
