@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""Step 0 of the GPU issue: does the CUDA provider keep a convolution's cuDNN plan per input
-shape, or only for the last one? The exported graphs straight through onnxruntime, inputs and
-outputs bound on the device, medians in milliseconds:
+"""Step 0 of the GPU benchmark: does the CUDA provider keep a convolution's cuDNN plan per
+input shape, or only for the last one? The exported graphs straight through onnxruntime,
+inputs and outputs bound on the device, medians in milliseconds:
 
-  encoder   batch 1 repeated; batch 1 and batch B (8) alternating; batch B repeated;
-            with cudnn_conv_algo_search EXHAUSTIVE and HEURISTIC
+  encoder   the first call of batch 1 and of batch B (8); batch 1 repeated; batch 1 and batch
+            B alternating; batch B repeated; with cudnn_conv_algo_search HEURISTIC (what
+            samstream uses), then EXHAUSTIVE
   decoder   1 object repeated; 1 and 3 objects alternating (HEURISTIC)
+
+Each section has a time budget (--section-seconds; at least two samples per figure), and the
+report is rewritten after every section, so a probe stopped from outside keeps its figures.
 
 If plans are kept per shape, "alternating" costs what "repeated" does; if only the last shape's
 plan is kept, every alternating call rebuilds all of them. Every session must run on the
 provider asked for: the script fails loudly when onnxruntime fell back to the CPU.
 
     python3 bench/gpu_probe.py MODEL_DIR OUT.json [--device cuda|cpu] [--runs N] [--alt-batch B]
+                               [--section-seconds S]
 
 `--device cpu` runs the same code on the CPU provider (where the search mode means nothing),
 to check the script.
@@ -79,28 +84,45 @@ class Encoder:
         return run
 
 
-def encoder_figures(path: Path, device: str, search: str | None, runs: int, alt_batch: int) -> dict:
+class Deadline:
+    """A section's time budget: a shape change that rebuilds every plan can cost seconds per
+    call, and a probe cut off by its phase's limit reports nothing. Each loop takes at least two
+    samples, then stops at the deadline; the samples taken are reported."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.perf_counter() + seconds
+
+    def rounds(self, wanted: int):
+        for round_index in range(wanted):
+            if round_index >= 2 and time.perf_counter() > self.end:
+                return
+            yield round_index
+
+
+def encoder_figures(path: Path, device: str, search: str | None, runs: int, alt_batch: int, seconds: float) -> dict:
     encoder = Encoder(path, device, search)
     one, many = encoder.runner(1), encoder.runner(alt_batch)
-    one()  # first-run costs, outside every figure
-    many()
+    first = {"b1_first_ms": run_timed(one) * 1e3, f"b{alt_batch}_first_ms": run_timed(many) * 1e3}
     one()
-    repeat = [run_timed(one) for _ in range(runs)]
+    deadline = Deadline(seconds)
+    repeat = [run_timed(one) for _ in deadline.rounds(runs)]
     alternating_one, alternating_many = [], []
-    for _ in range(runs):
+    for _ in deadline.rounds(runs):
         alternating_many.append(run_timed(many))
         alternating_one.append(run_timed(one))
     many()
-    many_repeat = [run_timed(many) for _ in range(runs)]
+    many_repeat = [run_timed(many) for _ in deadline.rounds(runs)]
     return {
+        **first,
         "b1_repeat_ms": median_ms(repeat),
         "b1_alternating_ms": median_ms(alternating_one),
         f"b{alt_batch}_alternating_ms": median_ms(alternating_many),
         f"b{alt_batch}_repeat_ms": median_ms(many_repeat),
+        "samples": {"repeat": len(repeat), "alternating": len(alternating_one), f"b{alt_batch}_repeat": len(many_repeat)},
     }
 
 
-def decoder_figures(model_dir: Path, device: str, runs: int) -> dict:
+def decoder_figures(model_dir: Path, device: str, runs: int, seconds: float) -> dict:
     decoder = session(model_dir / "decoder.onnx", device, "HEURISTIC")
     embedding = ort.OrtValue.ortvalue_from_numpy(np.random.default_rng(7).standard_normal((1, 256, 64, 64), np.float32), device, 0)
 
@@ -124,12 +146,18 @@ def decoder_figures(model_dir: Path, device: str, runs: int) -> dict:
     one, three = runner(1), runner(3)
     three()
     one()
-    repeat = [run_timed(one) for _ in range(runs * 4)]
+    deadline = Deadline(seconds)
+    repeat = [run_timed(one) for _ in deadline.rounds(runs * 4)]
     alternating_one, alternating_three = [], []
-    for _ in range(runs * 4):
+    for _ in deadline.rounds(runs * 4):
         alternating_three.append(run_timed(three))
         alternating_one.append(run_timed(one))
-    return {"n1_repeat_ms": median_ms(repeat), "n1_alternating_ms": median_ms(alternating_one), "n3_alternating_ms": median_ms(alternating_three)}
+    return {
+        "n1_repeat_ms": median_ms(repeat),
+        "n1_alternating_ms": median_ms(alternating_one),
+        "n3_alternating_ms": median_ms(alternating_three),
+        "samples": {"repeat": len(repeat), "alternating": len(alternating_one)},
+    }
 
 
 def main() -> int:
@@ -139,22 +167,35 @@ def main() -> int:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--alt-batch", type=int, default=8)
+    parser.add_argument("--section-seconds", type=float, default=10.0, help="time budget of each measured section (at least two samples each)")
     args = parser.parse_args()
-    searches = ["EXHAUSTIVE", "HEURISTIC"] if args.device == "cuda" else [None]
     report: dict = {"device": args.device, "onnxruntime": ort.__version__, "runs": args.runs, "alt_batch": args.alt_batch, "encoder": {}}
-    for search in searches:
+
+    def encoder_section(search: str | None) -> None:
         name = search or "cpu"
         started = time.perf_counter()
         try:
-            report["encoder"][name] = encoder_figures(args.model_dir / "encoder.onnx", args.device, search, args.runs, args.alt_batch)
+            report["encoder"][name] = encoder_figures(
+                args.model_dir / "encoder.onnx", args.device, search, args.runs, args.alt_batch, args.section_seconds
+            )
         except SystemExit:
             raise
         except Exception as e:  # noqa: BLE001 - EXHAUSTIVE is reported to fail outright on some GPUs: a finding, not a crash
             report["encoder"][name] = {"failed": f"{type(e).__name__}: {e}"}
         print(f"[gpu_probe] encoder {name} in {time.perf_counter() - started:.1f} s: {report['encoder'][name]}", file=sys.stderr)
-    report["decoder"] = decoder_figures(args.model_dir, args.device, args.runs)
-    print(f"[gpu_probe] decoder: {report['decoder']}", file=sys.stderr)
-    args.out.write_text(json.dumps(report, indent=1))
+
+    def decoder_section() -> None:
+        report["decoder"] = decoder_figures(args.model_dir, args.device, args.runs, args.section_seconds)
+        print(f"[gpu_probe] decoder: {report['decoder']}", file=sys.stderr)
+
+    # What samstream runs first (HEURISTIC), the slower EXHAUSTIVE last; the report is written
+    # after every section, so a probe cut off by its limit keeps what it measured.
+    sections = [lambda: encoder_section("HEURISTIC"), decoder_section, lambda: encoder_section("EXHAUSTIVE")]
+    if args.device != "cuda":
+        sections = [lambda: encoder_section(None), decoder_section]
+    for section in sections:
+        section()
+        args.out.write_text(json.dumps(report, indent=1))
     return 0
 
 

@@ -66,17 +66,24 @@ def timed(fn, runs: int, sync=lambda: None) -> float:
     return median_ms(samples)
 
 
+def providers(device: str, tf32: bool) -> list:
+    if device == "cuda":
+        return [("CUDAExecutionProvider", {"device_id": 0, "use_tf32": int(tf32)}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
 class Graphs:
+    """The encoder and decoder as samstream runs them: the fp16 encoder on tensor cores (TF32
+    allowed: without it cuDNN finds no plan for its convolutions), everything else with TF32
+    only in the TF32 mode."""
+
     def __init__(self, model_dir: Path, device: str, tf32: bool, encoder: Path | None = None) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if device == "cuda":
-            providers = [("CUDAExecutionProvider", {"device_id": 0, "use_tf32": int(tf32)}), "CPUExecutionProvider"]
-        else:
-            providers = ["CPUExecutionProvider"]
         self.device = device
-        self.encoder = ort.InferenceSession(str(encoder or model_dir / "encoder.onnx"), options, providers=providers)
-        self.decoder = ort.InferenceSession(str(model_dir / "decoder.onnx"), options, providers=providers)
+        encoder_tf32 = tf32 or encoder is not None
+        self.encoder = ort.InferenceSession(str(encoder or model_dir / "encoder.onnx"), options, providers=providers(device, encoder_tf32))
+        self.decoder = ort.InferenceSession(str(model_dir / "decoder.onnx"), options, providers=providers(device, tf32))
         require_provider(self.encoder, device)
         require_provider(self.decoder, device)
 

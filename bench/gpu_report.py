@@ -204,15 +204,16 @@ class Report:
         lines = [
             "### Step 0: does the CUDA provider keep a plan per shape? (onnxruntime alone, device-bound, ms)",
             "",
-            f"| encoder search | batch 1 repeated | batch 1, alternating with {b} | batch {b}, alternating with 1 | batch {b} repeated |",
-            "|---|---:|---:|---:|---:|",
+            f"| encoder search | first call, batch 1 / {b} | batch 1 repeated | batch 1, alternating with {b} | batch {b}, alternating with 1 | batch {b} repeated |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for search, row in encoder.items():
             if "failed" in row:
-                lines.append(f"| {search} | failed: {row['failed'][:120]} | | | |")
+                lines.append(f"| {search} | failed: {row['failed'][:120]} | | | | |")
                 continue
             lines.append(
-                f"| {search} | {fmt(row.get('b1_repeat_ms'))} | {fmt(row.get('b1_alternating_ms'))} | "
+                f"| {search} | {fmt(row.get('b1_first_ms'))} / {fmt(row.get(f'b{b}_first_ms'))} | "
+                f"{fmt(row.get('b1_repeat_ms'))} | {fmt(row.get('b1_alternating_ms'))} | "
                 f"{fmt(row.get(f'b{b}_alternating_ms'))} | {fmt(row.get(f'b{b}_repeat_ms'))} |"
             )
         lines += [

@@ -26,8 +26,8 @@ pub use decoder::OrtDecoder;
 pub use device_stages::{DevicePostprocess, DevicePreprocess, PickEmbedding, PostprocessOutputs};
 use encoder::OpenSession;
 pub use encoder::OrtEncoder;
-use options::{GraphKind, session_builder};
 pub use host::HostTensor;
+use options::{GraphKind, session_builder};
 pub use placement::{HostTensorPool, Placement, PooledTensor, Upload, UploadWait};
 
 use crate::model::{BackendInfo, DataPath, LoadedModel, ModelError, Precision, RuntimeOptions, SHARED_DECODER};

@@ -8,7 +8,7 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
 use super::memory_limit::shared_device_arena;
 use crate::model::ModelError;
-use crate::model::options::{Device, DeviceFallback, ExecutionProvider, GraphOptimization, RuntimeOptions};
+use crate::model::options::{Device, DeviceFallback, EncoderPrecision, ExecutionProvider, GraphOptimization, RuntimeOptions};
 
 fn optimization_level(level: GraphOptimization) -> GraphOptimizationLevel {
     match level {
@@ -34,7 +34,7 @@ pub(super) fn session_builder(
         .with_parallel_execution(options.inter_threads > 1)?
         .with_intra_op_spinning(options.ort_spinning)?
         .with_inter_op_spinning(options.ort_spinning)?;
-    let tf32 = options.tf32 && kind != GraphKind::Stage;
+    let tf32 = allows_tf32(options, kind);
     let shared_cuda_arena = shared_device_arena(true);
     let cuda = |id: i32| {
         // Since ONNX Runtime 1.20 no mode benchmarks: EXHAUSTIVE is only a slower heuristic query
@@ -87,13 +87,26 @@ pub(super) fn session_builder(
 /// Which graph a session runs: decides its math on CUDA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GraphKind {
-    /// TinyViT: float32 (TF32 with `--tf32`).
+    /// TinyViT: float32 (TF32 with `--tf32`), or the fp16 export on tensor cores.
     Encoder,
     /// SAM's prompt encoder and mask decoder (TF32 with `--tf32`).
     Decoder,
     /// The built pre/postprocessing graphs: always exact float math (the resampling must stay
     /// bit-exact), heuristic algorithm choice.
     Stage,
+}
+
+/// Whether CUDA may use TF32 tensor cores for `kind`. With TF32 off, ONNX Runtime's cuDNN
+/// frontend deselects tensor-core engines, and the fp16 encoder's convolutions then have no
+/// plan at all (seen on an H200: "No execution plans support the graph", then a retry): the
+/// fp16 encoder is the fast mode, not exact, so it gets tensor cores. The stage graphs never
+/// do: their resampling must stay bit-exact.
+fn allows_tf32(options: &RuntimeOptions, kind: GraphKind) -> bool {
+    match kind {
+        GraphKind::Stage => false,
+        GraphKind::Encoder => options.tf32 || options.encoder_precision == EncoderPrecision::Fp16,
+        GraphKind::Decoder => options.tf32,
+    }
 }
 
 fn register<E: ep::ExecutionProvider>(builder: &mut SessionBuilder, name: &'static str, provider: E) -> Result<&'static str, String> {
@@ -105,4 +118,23 @@ fn register<E: ep::ExecutionProvider>(builder: &mut SessionBuilder, name: &'stat
         Err(e) => return Err(e.to_string()),
     }
     provider.register(builder).map(|()| name).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_fast_modes_get_tf32_and_the_stage_graphs_never() {
+        let exact = RuntimeOptions::default();
+        let fp16 = RuntimeOptions { encoder_precision: EncoderPrecision::Fp16, ..RuntimeOptions::default() };
+        let tf32 = RuntimeOptions { tf32: true, ..RuntimeOptions::default() };
+        for kind in [GraphKind::Encoder, GraphKind::Decoder, GraphKind::Stage] {
+            assert!(!allows_tf32(&exact, kind), "{kind:?} is exact by default");
+        }
+        assert!(allows_tf32(&fp16, GraphKind::Encoder), "the fp16 encoder runs on tensor cores");
+        assert!(!allows_tf32(&fp16, GraphKind::Decoder) && !allows_tf32(&fp16, GraphKind::Stage));
+        assert!(allows_tf32(&tf32, GraphKind::Encoder) && allows_tf32(&tf32, GraphKind::Decoder));
+        assert!(!allows_tf32(&tf32, GraphKind::Stage), "the resampling graphs stay bit-exact");
+    }
 }
