@@ -19,25 +19,36 @@ use crate::telemetry::StageTimings;
 use crate::telemetry::metrics::{ENCODER_BATCHED_IMAGES, JOBS_SKIPPED};
 
 /// What the encoder thread starts from.
-pub(super) struct Startup<F> {
-    pub load: F,
+pub(super) struct Startup {
+    pub load: ModelLoader,
     /// The most images per encoder call, resolved against the backend once it is loaded.
-    pub max_batch: Box<dyn FnOnce(&BackendInfo) -> usize + Send>,
+    pub max_batch: Box<dyn Fn(&BackendInfo) -> usize + Send>,
     pub preprocessor: Preprocessor,
     pub queue: mpsc::Receiver<EncodeJob>,
     pub decode_queue: mpsc::Receiver<DecodeJob>,
     pub state: watch::Sender<EngineState>,
 }
 
-pub(super) fn run<F>(startup: Startup<F>)
-where
-    F: FnOnce() -> Result<LoadedModel, ModelError>,
-{
+pub(super) fn run(startup: Startup) {
     let Startup { load, max_batch, preprocessor, mut queue, decode_queue, state } = startup;
-    let loaded = load().and_then(|mut model| {
+    let ModelLoader { first, host_fallback } = load;
+    let warmed_up = |load: Box<LoadFn>| -> Result<(LoadedModel, usize), (ModelError, Option<DataPath>)> {
+        let mut model = load().map_err(|e| (e, None))?;
         let wanted = max_batch(&model.info);
-        let max_batch = warm_up(&mut model, wanted, preprocessor)?;
-        Ok((model, max_batch))
+        match warm_up(&mut model, wanted, preprocessor) {
+            Ok(max_batch) => Ok((model, max_batch)),
+            Err(e) => Err((e, Some(model.info.data_path))),
+        }
+    };
+    let loaded = warmed_up(first).or_else(|(e, data_path)| match (data_path, host_fallback) {
+        // The device data path's graphs can fail where the encoder and decoder alone run (one
+        // ONNX Runtime release refused a copy its own CUDA provider asked for): serving on the
+        // host data path beats not serving.
+        (Some(DataPath::Device), Some(fallback)) => {
+            tracing::warn!(error = %e, "the device data path failed its warm-up; loading the model again on the host data path");
+            warmed_up(fallback).map_err(|(e, _)| e)
+        }
+        _ => Err(e),
     });
     let (LoadedModel { mut encoder, decoder, info }, max_batch) = match loaded {
         Ok(loaded) => loaded,
@@ -117,6 +128,26 @@ fn encode_jobs(encoder: &mut dyn ImageEncoder, batch: Vec<EncodeJob>) {
 }
 
 type EncodeResult = Result<(Embedding, StageTimings), ModelError>;
+
+type LoadFn = dyn FnOnce() -> Result<LoadedModel, ModelError> + Send;
+
+/// How the encoder thread gets its model: `first`, and, when that model's device data path
+/// fails its warm-up, `host_fallback` (the same model on the host data path), if any.
+pub struct ModelLoader {
+    first: Box<LoadFn>,
+    host_fallback: Option<Box<LoadFn>>,
+}
+
+impl ModelLoader {
+    pub fn new(load: impl FnOnce() -> Result<LoadedModel, ModelError> + Send + 'static) -> Self {
+        Self { first: Box::new(load), host_fallback: None }
+    }
+
+    /// For `--data-path auto`: the model to load instead when the device data path fails.
+    pub fn with_host_fallback(self, load: impl FnOnce() -> Result<LoadedModel, ModelError> + Send + 'static) -> Self {
+        Self { host_fallback: Some(Box::new(load)), ..self }
+    }
+}
 
 /// One result per input. A batch that does not fit in memory is retried image by image, so
 /// that only the images that do not fit on their own fail.

@@ -23,11 +23,12 @@ use opencv::core::Mat;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use encoder_thread::ModelLoader;
 pub use frame::{EncodedFrame, FrameOrigin};
 use job::{DecodeJob, EncodeJob};
 pub use options::EngineOptions;
 
-use crate::model::{BackendInfo, DecodedObjects, LoadedModel, MaskRequest, ModelError, Preprocessor, PromptTokens};
+use crate::model::{BackendInfo, DecodedObjects, MaskRequest, ModelError, Preprocessor, PromptTokens};
 use crate::telemetry::StageTimings;
 
 #[derive(Debug, Error)]
@@ -72,12 +73,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the encoder thread, which runs `load`, warms both halves up, hands the decoder
-    /// to its own thread, and then serves encode jobs.
-    pub fn start<F>(load: F, options: &EngineOptions, preprocessor: Preprocessor) -> Self
-    where
-        F: FnOnce() -> Result<LoadedModel, ModelError> + Send + 'static,
-    {
+    /// Starts the encoder thread, which loads the model, warms both halves up, hands the
+    /// decoder to its own thread, and then serves encode jobs.
+    pub fn start(load: ModelLoader, options: &EngineOptions, preprocessor: Preprocessor) -> Self {
         let capacity = options.queue_capacity.max(1);
         let (encode_jobs, queue) = mpsc::channel(capacity);
         let (decode_jobs, decode_queue) = mpsc::channel(capacity);

@@ -8,7 +8,7 @@ use opencv::core::{CV_8UC3, Mat, Scalar};
 
 use super::*;
 use crate::model::fake::FakeControl;
-use crate::model::{ImageGeometry, PointPrompt, PromptLabel};
+use crate::model::{DataPath, ImageGeometry, PointPrompt, PromptLabel};
 
 fn options(max_batch: usize, queue_capacity: usize) -> EngineOptions {
     EngineOptions { queue_capacity, encoder_max_batch: max_batch }
@@ -16,7 +16,7 @@ fn options(max_batch: usize, queue_capacity: usize) -> EngineOptions {
 
 fn start(control: &Arc<FakeControl>, options: EngineOptions) -> Engine {
     let control = control.clone();
-    Engine::start(move || control.load(), &options, Preprocessor::default())
+    Engine::start(ModelLoader::new(move || control.load()), &options, Preprocessor::default())
 }
 
 fn frame() -> Arc<Mat> {
@@ -166,9 +166,44 @@ async fn objects_are_decoded_in_calls_by_token_count_and_answered_in_request_ord
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_fails_to_load_is_reported_and_refuses_work() {
     let options = options(1, 4);
-    let engine =
-        Engine::start(|| Err(ModelError::Manifest { path: "m".into(), reason: "broken".into() }), &options, Preprocessor::default());
+    let broken = ModelLoader::new(|| Err(ModelError::Manifest { path: "m".into(), reason: "broken".into() }));
+    let engine = Engine::start(broken, &options, Preprocessor::default());
     assert!(matches!(engine.ready().await, Err(EngineError::LoadFailed(_))));
     let refused = engine.encode_frame(frame(), FrameOrigin::now(), StageTimings::default()).await;
     assert!(matches!(refused, Err(EngineError::LoadFailed(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_data_path_that_fails_its_warm_up_gives_way_to_the_host_one() {
+    let failing = FakeControl::new();
+    failing.fail_decodes.store(true, Ordering::SeqCst);
+    let host = FakeControl::new();
+    let (device_model, host_model) = (failing.clone(), host.clone());
+    let loader = ModelLoader::new(move || device_model.load_as(DataPath::Device)).with_host_fallback(move || host_model.load());
+    let engine = Engine::start(loader, &options(2, 4), Preprocessor::default());
+    let runtime = engine.ready().await.expect("served on the host data path");
+    assert_eq!(runtime.backend.data_path, DataPath::Host);
+    assert!(!failing.take_decodes().is_empty(), "the device model was tried first");
+    assert_eq!(host.take_batches(), vec![1, 2], "the host model was warmed up in its place");
+    encode(&engine).await.unwrap().expect("and it serves");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_fallback_a_failed_warm_up_is_a_failed_load() {
+    let failing = FakeControl::new();
+    failing.fail_decodes.store(true, Ordering::SeqCst);
+    let engine = Engine::start(ModelLoader::new(move || failing.load_as(DataPath::Device)), &options(1, 4), Preprocessor::default());
+    assert!(matches!(engine.ready().await, Err(EngineError::LoadFailed(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_data_path_that_fails_is_not_loaded_again() {
+    let failing = FakeControl::new();
+    failing.fail_decodes.store(true, Ordering::SeqCst);
+    let fallback = FakeControl::new();
+    let (first, second) = (failing.clone(), fallback.clone());
+    let loader = ModelLoader::new(move || first.load()).with_host_fallback(move || second.load());
+    let engine = Engine::start(loader, &options(1, 4), Preprocessor::default());
+    assert!(matches!(engine.ready().await, Err(EngineError::LoadFailed(_))));
+    assert!(fallback.take_batches().is_empty(), "the fallback is for the device data path only");
 }

@@ -3,7 +3,7 @@
 //! width follows the object's first point, and a shared `FakeControl` scripts the backend
 //! (runs to block on, batch sizes that run out of memory) and records what it was asked.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use ndarray::Array2;
@@ -23,6 +23,8 @@ pub struct FakeControl {
     pub decodes: Mutex<Vec<usize>>,
     /// Encoder runs of more images than this fail as out of memory.
     pub oom_above: AtomicUsize,
+    /// While set, every decoder call fails (a backend whose graphs break on the device).
+    pub fail_decodes: AtomicBool,
     /// While set, each encoder run reports on `entered` and then waits for one `release`.
     gate: Mutex<Option<Gate>>,
     encoder_runs: AtomicUsize,
@@ -47,10 +49,15 @@ impl FakeControl {
     /// A model whose halves report to this control; `info` says it runs on the CPU provider
     /// with the host data path.
     pub fn load(self: &Arc<Self>) -> Result<LoadedModel, ModelError> {
+        self.load_as(DataPath::Host)
+    }
+
+    /// The same, saying it runs on `data_path`.
+    pub fn load_as(self: &Arc<Self>, data_path: DataPath) -> Result<LoadedModel, ModelError> {
         Ok(LoadedModel {
             encoder: Box::new(FakeEncoder { control: self.clone() }),
             decoder: Box::new(FakeDecoder { control: self.clone() }),
-            info: BackendInfo { provider: ExecutionProvider::Cpu, data_path: DataPath::Host, precision: Precision::Fp32 },
+            info: BackendInfo { provider: ExecutionProvider::Cpu, data_path, precision: Precision::Fp32 },
         })
     }
 
@@ -99,6 +106,9 @@ impl MaskDecoder for FakeDecoder {
     fn decode(&mut self, embedding: &Embedding, objects: &[&PromptTokens], request: &MaskRequest) -> Result<DecodedGroup, ModelError> {
         let run = *embedding.downcast_ref::<usize>()?;
         self.control.decodes.lock().expect("decodes lock").push(objects.len());
+        if self.control.fail_decodes.load(Ordering::SeqCst) {
+            return Err(ModelError::Backend("fake: the decoder's graph failed".into()));
+        }
         let g = request.geometry;
         let tokens = request.tokens();
         let plane = g.width * g.height;

@@ -17,8 +17,8 @@ use tonic_health::server::HealthReporter;
 
 use super::{SERVICE_NAME, auth, layers, logging};
 use crate::config::ServeConfig;
-use crate::engine::Engine;
-use crate::model::{Manifest, ModelError, Preprocessor};
+use crate::engine::{Engine, ModelLoader};
+use crate::model::{DataPath, Manifest, ModelError, Preprocessor, RuntimeOptions};
 use crate::proto::segmenter_server::SegmenterServer;
 
 /// Reads the manifest and verifies the files this server will read against their recorded
@@ -48,10 +48,16 @@ pub async fn load_manifest(config: &ServeConfig) -> anyhow::Result<Arc<Manifest>
 }
 
 /// The engine, loading the model on its own thread; health says NOT_SERVING until it is ready.
+/// With `--data-path auto`, a device data path that fails its warm-up gives way to the host one.
 pub fn start_engine(config: &ServeConfig) -> Engine {
-    let model_dir = config.model_dir.clone();
-    let runtime = config.runtime.clone();
-    Engine::start(move || crate::model::load(&model_dir, &runtime), &config.engine, Preprocessor::new(config.runtime.resize))
+    let (model_dir, runtime) = (config.model_dir.clone(), config.runtime.clone());
+    let mut loader = ModelLoader::new(move || crate::model::load(&model_dir, &runtime));
+    if config.runtime.data_path == DataPath::Auto {
+        let model_dir = config.model_dir.clone();
+        let host = RuntimeOptions { data_path: DataPath::Host, ..config.runtime.clone() };
+        loader = loader.with_host_fallback(move || crate::model::load(&model_dir, &host));
+    }
+    Engine::start(loader, &config.engine, Preprocessor::new(config.runtime.resize))
 }
 
 /// Serves `/metrics` when asked to; its address and task.
