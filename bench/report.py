@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sections import kept
+
 
 def load(folder: Path, name: str) -> dict:
     return json.loads((folder / f"{name}.json").read_text())
@@ -209,7 +211,7 @@ def main() -> int:
         "",
         *raw_lines,
         "",
-        "## Targets (issue 4)",
+        "## Goals",
         "",
         *target_lines,
         "",
@@ -242,6 +244,8 @@ def main() -> int:
     ]
     notes = Path(__file__).with_name("notes.md")
     text = "\n".join(body) + ("\n" + notes.read_text() if notes.exists() else "")
+    # The sections other benchmarks wrote (the proxy's, the GPU's) stay as they were.
+    text = "\n\n".join([text.rstrip("\n"), *kept(args.out)]) + "\n"
     args.out.write_text(text)
     print("\n".join(body[8:]))
     print(f"[bench] written to {args.out}", file=sys.stderr)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Performance, side by side in one run (issue 4): raw ONNX Runtime from Rust, samstream end to
+# Performance, side by side in one run: raw ONNX Runtime from Rust, samstream end to
 # end over gRPC (Segment, a stream, prompt updates on a cached embedding; fp32 and int8
 # encoders), the Python onnxruntime pipeline and PyTorch SamPredictor, all on the same exported
 # model and the same 1280x720 JPEG with 1 and 8 objects; decoder scaling 1/8/32; the int8

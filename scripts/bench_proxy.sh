@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What Envoy adds to a viewer's latency (issue 17): the same streams on the same server, direct
+# What Envoy adds to a viewer's latency: the same streams on the same server, direct
 # and through Envoy (deploy/envoy/envoy.yaml with loopback addresses), alternating
 # direct / Envoy / direct / Envoy so slow drift of this shared machine hits both alike.
 # Each result's "delivery" is its arrival at the client minus its capture time and the
@@ -51,7 +51,7 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-"$SAMSTREAM_PYTHON" - "$work" "$ROUNDS" "$VIEWERS" "$OUT" "$("$SAMSTREAM_ENVOY" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -1)" <<'PY'
+"$SAMSTREAM_PYTHON" - "$work" "$ROUNDS" "$VIEWERS" "$OUT" "$("$SAMSTREAM_ENVOY" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -1)" "$SAMSTREAM_ROOT/bench" <<'PY'
 import json, statistics, sys
 from pathlib import Path
 
@@ -68,7 +68,6 @@ for stage in ("delivery", "age"):
 d, e = rate("direct"), rate("envoy")
 rows.append(f"| results/s (all viewers) | {d:.1f} | {e:.1f} | {e - d:+.1f} | {e / d:.2f} |")
 section = "\n".join([
-    "<!-- proxy:begin -->",
     "## Viewers through Envoy vs direct",
     "",
     f"`make bench-proxy`: the same server-side source watched by {viewers} streams directly and through Envoy",
@@ -78,14 +77,9 @@ section = "\n".join([
     "p99s move by milliseconds from run to run.",
     "",
     *rows,
-    "<!-- proxy:end -->",
 ])
 print(section)
-text = out.read_text() if out.exists() else ""
-if "<!-- proxy:begin -->" in text:
-    before, rest = text.split("<!-- proxy:begin -->", 1)
-    text = before + section + rest.split("<!-- proxy:end -->", 1)[1]
-else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-out.write_text(text)
+sys.path.insert(0, sys.argv[6])
+from sections import replace
+replace(out, "proxy", section)
 PY

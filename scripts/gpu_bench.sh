@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU benchmark in phases that fit one device lease (15 minutes of device time, machine
-# start and transfers included; one command at most 10 minutes). Phases, chosen with PHASES
-# (default: all but `modes`), each with a hard time limit so the report always comes out:
+# The GPU benchmark in phases that fit a short rental of a GPU machine (a few minutes each,
+# under 10 minutes together). Phases, chosen with PHASES (default: all but `modes`), each with a
+# hard time limit so the report always comes out:
 #   probe       step 0: the exported graphs in onnxruntime's CUDA provider, encoder batch 1
 #               repeated vs 1 and 8 alternating (EXHAUSTIVE and HEURISTIC), decoder 1 vs 1/3
 #               objects alternating: does cuDNN keep a plan per shape?          (limit 75 s)
@@ -27,15 +27,16 @@
 # changes them. Every Python session must run on the device asked for (the scripts fail loudly
 # otherwise).
 #
-# On a lent GPU machine, through ../shared/tools/gpu/ (see its README; the chunks carry the
-# release binary, onnxruntime-gpu, the model and test media):
-#     bash .gpu/device.sh bash scripts/gpu_bench.sh          # writes $OUT (default /tmp/gpu-bench)
-# Through the device tool, with the last chunk, so the results come back with the call:
-#     ... && bash .gpu/device.sh env OUT=$OUT/gpu-bench bash scripts/gpu_bench.sh
-# The baselines import mobile_sam, which needs timm and torchvision: `bash scripts/gpu_pydeps.sh`
-# unpacks them for the GPU machine's Python into gpu-extra/pydeps (they travel with the
-# checkout), and this script puts them on PYTHONPATH. The fp16 encoder travels the same way:
-# put export.py --fp16's encoder_fp16.onnx in gpu-extra/ before packing.
+# On a GPU machine, with SAMSTREAM_BIN (the release binary), SAMSTREAM_MODEL_DIR, ORT_DYLIB_PATH
+# (onnxruntime-gpu's libonnxruntime.so, with its CUDA and cuDNN libraries on LD_LIBRARY_PATH)
+# and python3 able to import onnxruntime-gpu, torch and mobile_sam:
+#     bash scripts/gpu_bench.sh          # writes $OUT (default /tmp/gpu-bench)
+# SAMSTREAM_MEDIA names a folder with frame.jpg (1280x720), clip120.mp4 and clip30.mp4 (1280x720
+# at 120 and 30 fps); without it they are made with ffmpeg.
+# The baselines import mobile_sam, which needs timm and torchvision; where the GPU machine's
+# Python lacks them, `bash scripts/gpu_pydeps.sh` puts their wheels into gpu-extra/pydeps, and
+# this script puts them on PYTHONPATH. The fp16 encoder is taken from the model directory, or
+# from gpu-extra/encoder_fp16.onnx (export.py --fp16).
 # Here, to check the script itself on the CPU (a few requests per row, a few minutes; the test
 # suite runs it):
 #     source scripts/setup.sh && DEVICE=cpu QUICK=1 bash scripts/gpu_bench.sh
@@ -50,7 +51,7 @@ PY=${SAMSTREAM_PYTHON:-python3}
 if [ "$QUICK" = 1 ]; then N=3 N8=2 NE=1 GRID=4 SECS=4 RUNS=1 BATCH=2 PROBE_RUNS=2; else N=100 N8=50 NE=10 GRID=32 SECS=8 RUNS=30 BATCH=8 PROBE_RUNS=15; fi
 PHASES=${PHASES:-probe latency throughput shapes baselines parity}
 declare -A LIMIT=([probe]=75 [latency]=90 [throughput]=120 [shapes]=60 [baselines]=120 [parity]=120 [modes]=150)
-# PHASE_LIMITS="parity=60 modes=100" shortens (or lengthens) phases to fit what is left of a lease.
+# PHASE_LIMITS="parity=60 modes=100" shortens (or lengthens) phases to fit the time at hand.
 for limit in ${PHASE_LIMITS:-}; do LIMIT[${limit%%=*}]=${limit#*=}; done
 # This 2-core CPU is no GPU: its dry run gets room for warm-ups that take seconds here.
 SCALE=1
@@ -124,7 +125,9 @@ nvidia-smi >"$OUT/logs/nvidia-smi.txt" 2>&1
 "$PY" - "$OUT/facts.json" "${gpu:-none}" "$DEVICE" "$QUICK" "$FP16" <<'PY'
 import json, platform, sys
 out, gpu, device, quick, fp16 = sys.argv[1:]
-facts = {"gpu": gpu, "device": device, "quick": quick == "1", "fp16_encoder": fp16 or None, "host": platform.node()}
+import datetime
+facts = {"gpu": gpu, "device": device, "quick": quick == "1", "fp16_encoder": fp16 or None, "host": platform.node(),
+         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"}
 try:
     import onnxruntime
     facts["onnxruntime"] = onnxruntime.__version__
@@ -202,7 +205,10 @@ serve() {
   done
   if [ -z "$addr" ] || ! timeout 300 "$SAMSTREAM_BIN" client --server "http://$addr" --image "$MEDIA/frame.jpg" --point 640,360 \
       --ready-timeout 290 --out-masks "$OUT/masks/$name" >"$OUT/logs/$name.client" 2>&1; then
-    step "server $name did not come up: $(grep -m1 -iE 'error|unavailable|failed' "$log" | cut -c1-300)"
+    local why
+    why=$(grep -m1 -iE 'error|unavailable|failed' "$log" | cut -c1-300 | tr '"\\' "' ")
+    step "server $name did not come up: $why"
+    printf '{"failed": "server %s did not come up: %s"}\n' "$name" "$why" >"$OUT/rows/server_$name.json"
     stop_server
     return 1
   fi

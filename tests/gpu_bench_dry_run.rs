@@ -31,8 +31,7 @@ fn the_gpu_benchmark_runs_on_the_cpu_and_prints_its_table() {
     let log = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "gpu_bench.sh failed: {}\n{log}", run.status);
     assert!(!log.contains("stopped (rc"), "a phase ran past its limit or failed:\n{log}");
-    for heading in ["### Step 0", "### Latency, one caller (ms)", "### Throughput", "### Fidelity", "### Targets", "Phases (wall time, s)"]
-    {
+    for heading in ["### Step 0", "### Latency, one caller (ms)", "### Throughput", "### Fidelity", "### Goals", "Phases (wall time, s)"] {
         assert!(table.contains(heading), "{heading} missing from the table:\n{table}");
     }
     let rows = out.path().join("rows");
