@@ -24,11 +24,11 @@ fn median_ms(mut samples: Vec<f64>) -> f64 {
 
 fn session(env: &Environment, path: PathBuf, threads: usize) -> Session {
     let open = || -> ort::Result<Session> {
-        Ok(Session::builder(env)?
+        Session::builder(env)?
             .with_optimization_level(GraphOptimizationLevel::All)?
             .with_intra_threads(threads)?
             .with_inter_threads(1)?
-            .commit_from_file(&path)?)
+            .commit_from_file(&path)
     };
     open().unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
 }

@@ -34,6 +34,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { log "cargo not found: install Rust (rustup) first"; exit 1; }
+# SAMSTREAM_SETUP=packages: only what compiling needs (scripts/lint.sh).
+if [ "${SAMSTREAM_SETUP:-}" = packages ]; then
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SAMSTREAM_CACHE/target}
+  return 0 2>/dev/null || exit 0
+fi
 
 # --- Python venv (export, parity fixtures, pycocotools, grpcurl) ------------------------
 VENV="$SAMSTREAM_CACHE/venv-$(key_of "$SAMSTREAM_ROOT/models/requirements.txt" "$SAMSTREAM_ROOT/models/requirements-export.txt")"

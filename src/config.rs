@@ -261,9 +261,11 @@ mod tests {
 
     #[test]
     fn required_paths_must_come_from_somewhere() {
-        if std::env::var_os("SAMSTREAM_MODEL_DIR").is_none() {
-            let error = ServeConfig::parse_from(["x", "--ort-lib", "/x.so"]).unwrap_err().to_string();
-            assert!(error.contains("--model-dir is required"), "{error}");
-        }
+        // From the defaults alone, not the environment (the set-up exports both paths).
+        let no_model = ServeConfig::new(PathBuf::new(), PathBuf::from("/x.so")).checked().unwrap_err().to_string();
+        assert!(no_model.contains("--model-dir is required"), "{no_model}");
+        let no_ort = ServeConfig::new(PathBuf::from("/models"), PathBuf::new()).checked().unwrap_err().to_string();
+        assert!(no_ort.contains("--ort-lib is required"), "{no_ort}");
+        assert!(ServeConfig::new(PathBuf::from("/models"), PathBuf::from("/x.so")).checked().is_ok());
     }
 }

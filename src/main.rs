@@ -16,7 +16,7 @@ enum Command {
     /// Serve the Segmenter gRPC API (plus health and reflection).
     Serve(Box<ServeConfig>),
     /// Segment an image through a running server and print masks and timings.
-    Client(ClientArgs),
+    Client(Box<ClientArgs>),
     /// Hold N streams on a server-side source for a while; report errors, latency, memory.
     Soak(samstream::soak::SoakArgs),
     /// Load-generate Segment or StreamSegment calls; throughput and latency percentiles.
@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
             }
             exit_now(if served.is_ok() { 0 } else { 1 });
         }
-        Command::Client(args) => runtime.block_on(client::run(args)),
+        Command::Client(args) => runtime.block_on(client::run(*args)),
         Command::Soak(args) => runtime.block_on(samstream::soak::run(args)),
         Command::Bench(args) => runtime.block_on(samstream::bench::run(args)),
     };

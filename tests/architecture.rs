@@ -7,10 +7,14 @@
 //! - nothing outside `model/ort/` names the `ort` crate, and only `model/mod.rs` (the one place
 //!   that builds the backend) reaches into `model::ort`;
 //! - `session/` never reaches `server/`.
+//!
 //! Test-only code (`#[cfg(test)]` modules, the fake backend) is left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// The external crates each module names.
+type ExternalCrates = BTreeMap<ModPath, BTreeSet<String>>;
 
 /// A module path below `crate`, e.g. `["model", "ort", "encoder"]`.
 type ModPath = Vec<String>;
@@ -118,7 +122,7 @@ impl Crate {
     }
 
     /// Every arrow: (from module, to module), and the external crates each module names.
-    fn arrows(&self) -> (BTreeSet<(ModPath, ModPath)>, BTreeMap<ModPath, BTreeSet<String>>) {
+    fn arrows(&self) -> (BTreeSet<(ModPath, ModPath)>, ExternalCrates) {
         let mut arrows = BTreeSet::new();
         let mut externals: BTreeMap<ModPath, BTreeSet<String>> = BTreeMap::new();
         for (module, text) in &self.modules {

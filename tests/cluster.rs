@@ -304,7 +304,7 @@ async fn cameras_stay_on_one_replica_through_a_failure_a_return_and_a_join() {
         output.contains("EVENT_KIND_SOURCE_MOVED") && reconnects.iter().any(|l| l.contains("Unavailable")),
         "the hand-back was followed:\n{output}"
     );
-    let last_start = output.lines().filter(|l| l.contains("EVENT_KIND_STARTED")).next_back().unwrap_or_default();
+    let last_start = output.lines().rfind(|l| l.contains("EVENT_KIND_STARTED")).unwrap_or_default();
     assert!(last_start.ends_with(&format!("on replica {}", peers[0])), "the client is back on replica 1: {last_start}");
 
     // Nothing lost: on every connection every frame after the first is answered or counted.

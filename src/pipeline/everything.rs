@@ -166,7 +166,7 @@ impl Pipeline {
     ) -> Result<Vec<Arc<EncodedFrame>>, PipelineError> {
         let in_flight = self.engine.runtime()?.max_batch.max(1) + 1;
         let origin = FrameOrigin { grabbed_at: started, ..FrameOrigin::now() };
-        let encodes = crops.to_vec().into_iter().map(|crop| {
+        let encodes = crops.iter().copied().map(|crop| {
             let rgb = rgb.clone();
             let whole = whole.clone();
             async move {

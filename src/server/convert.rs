@@ -150,7 +150,7 @@ pub fn event(event: SessionEvent) -> proto::StreamEvent {
 pub fn stream_response(output: SessionOutput) -> proto::StreamResponse {
     use proto::stream_response::Msg;
     let msg = match output {
-        SessionOutput::Result(outcome) => Msg::Result(frame_result(outcome)),
+        SessionOutput::Result(outcome) => Msg::Result(frame_result(*outcome)),
         SessionOutput::Event(e) => Msg::Event(event(e)),
     };
     proto::StreamResponse { msg: Some(msg) }

@@ -34,7 +34,8 @@ pub enum SessionInput {
 }
 
 pub enum SessionOutput {
-    Result(FrameOutcome),
+    /// Boxed: a frame's outcome is far larger than an event.
+    Result(Box<FrameOutcome>),
     Event(SessionEvent),
 }
 

@@ -469,7 +469,7 @@ impl Session {
         };
         self.last_frame = Some(frame);
         metrics::counter!(STREAM_RESULTS).increment(1);
-        self.send(SessionOutput::Result(outcome)).await
+        self.send(SessionOutput::Result(Box::new(outcome))).await
     }
 }
 
@@ -479,7 +479,7 @@ impl Session {
     async fn segment_everything(&mut self, frame: &Arc<EncodedFrame>) -> Result<Option<AutoOutcome>, Stop> {
         let Some(mode) = self.config.auto else { return Ok(None) };
         self.frames_seen += 1;
-        if (self.frames_seen - 1) % mode.every.max(1) != 0 {
+        if !(self.frames_seen - 1).is_multiple_of(mode.every.max(1)) {
             return Ok(None);
         }
         let everything = match self.pipeline.segment_everything_frame(frame, mode.options, self.config.mask_options.format).await {
