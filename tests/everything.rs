@@ -13,8 +13,8 @@ mod common;
 use std::collections::BTreeSet;
 
 use opencv::prelude::*;
-use samstream::model::everything::candidates::{inclusive_box, stability_score};
 use samstream::model::everything::crops::{crop_boxes, point_grid, points_per_side};
+use samstream::model::everything::filter::{inclusive_box, stability_score};
 use samstream::model::everything::nms::nms;
 use samstream::model::everything::regions::{Regions, remove_small_regions};
 use samstream::model::{CandidateFilter, DataPath};

@@ -8,12 +8,11 @@ use std::any::Any;
 use std::sync::Arc;
 
 use ndarray::Array2;
-use opencv::core::Mat;
-use opencv::prelude::*;
 
 use super::buckets::ShapeBuckets;
+use super::everything::criteria::{CandidateFilter, FoundMask};
 use super::options::{DataPath, ExecutionProvider, Precision};
-use super::preprocess::PreprocessedImage;
+use super::preprocess::{PreprocessedImage, RgbFrame};
 use super::prompt::PromptTokens;
 use super::{ImageGeometry, ModelError};
 use crate::telemetry::StageTimings;
@@ -30,27 +29,6 @@ impl Embedding {
     /// The backend's tensor; an embedding made by another backend is refused.
     pub fn downcast_ref<T: Any>(&self) -> Result<&T, ModelError> {
         self.0.downcast_ref().ok_or(ModelError::ForeignEmbedding)
-    }
-}
-
-/// A decoded frame, 8-bit RGB, ready to be uploaded as it is (shared with the source that
-/// grabbed it: viewers of one source see the same pixels).
-#[derive(Clone)]
-pub struct RgbFrame {
-    pub pixels: Arc<Mat>,
-    pub geometry: ImageGeometry,
-}
-
-impl RgbFrame {
-    pub fn new(rgb: Arc<Mat>) -> Result<Self, ModelError> {
-        super::preprocess::check_rgb8(&rgb)?;
-        let pixels = if rgb.is_continuous() { rgb } else { Arc::new(rgb.try_clone()?) };
-        let geometry = ImageGeometry::new(pixels.cols() as usize, pixels.rows() as usize);
-        Ok(Self { pixels, geometry })
-    }
-
-    pub fn bytes(&self) -> Result<&[u8], ModelError> {
-        Ok(self.pixels.data_bytes()?)
     }
 }
 
@@ -92,35 +70,6 @@ pub enum MaskOutput {
     },
     /// Segment everything: every point's candidates (tokens 1..3) that pass the filters.
     Candidates(CandidateFilter),
-}
-
-/// Segment everything's per-mask filters, in the order the reference applies them, in its
-/// arithmetic: scores are float32 and so are the thresholds they are compared with.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CandidateFilter {
-    /// Keep masks whose predicted IoU is above this; `None` keeps every mask.
-    pub pred_iou_thresh: Option<f32>,
-    /// Keep masks whose stability score is at least this; `None` keeps every mask.
-    pub stability_score_thresh: Option<f32>,
-    /// The stability score counts logits above `+offset` and above `-offset`.
-    pub stability_score_offset: f64,
-}
-
-impl CandidateFilter {
-    /// The logit levels the stability score counts above: `0.0 + offset` and `0.0 - offset`,
-    /// as float32 (the logits' type).
-    pub fn stability_levels(&self) -> (f32, f32) {
-        ((0.0 + self.stability_score_offset) as f32, (0.0 - self.stability_score_offset) as f32)
-    }
-
-    pub fn keeps_iou(&self, iou: f32) -> bool {
-        self.pred_iou_thresh.is_none_or(|t| iou > t)
-    }
-
-    /// `inside / union`, NaN for an empty union, which no threshold keeps.
-    pub fn keeps_stability(&self, stability: f32) -> bool {
-        self.stability_score_thresh.is_none_or(|t| stability >= t)
-    }
 }
 
 impl MaskRequest {
@@ -166,18 +115,6 @@ pub enum MaskGroup {
     /// their masks `[found, H, W]` (255 inside), in the order of `found`; `passed_iou` counts
     /// the masks that passed the IoU filter (before the stability filter).
     Candidates { found: Vec<FoundMask>, masks: HostData<u8>, passed_iou: usize },
-}
-
-/// A candidate mask the backend kept: the decoder call's row (the point), the token, its
-/// scores, and its box in the reference's convention (XYXY, last pixel included; zeros for an
-/// empty mask).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FoundMask {
-    pub row: usize,
-    pub token: usize,
-    pub iou: f32,
-    pub stability: f32,
-    pub inclusive_box: [u32; 4],
 }
 
 /// One decoder call's answer: `[n, 4]` IoU predictions, the masks, and the stages it took

@@ -24,20 +24,21 @@ pub mod resample;
 use std::path::Path;
 
 pub use backend::{
-    BackendInfo, CandidateFilter, DecodedGroup, Embedding, EncoderInput, FoundMask, HostData, HostSlice, ImageEncoder, LoadedModel,
-    MaskDecoder, MaskGroup, MaskOutput, MaskRequest, RgbFrame,
+    BackendInfo, DecodedGroup, Embedding, EncoderInput, HostData, HostSlice, ImageEncoder, LoadedModel, MaskDecoder, MaskGroup, MaskOutput,
+    MaskRequest,
 };
 pub use buckets::{BucketChoice, ShapeBuckets};
 pub use contract::{EMBEDDING_CHANNELS, EMBEDDING_GRID, IMAGE_SIZE, LOW_RES, MASK_TOKENS, PIXEL_MEAN, PIXEL_STD, SHARED_DECODER};
 pub use decoded::DecodedObjects;
 pub use error::ModelError;
+pub use everything::criteria::{CandidateFilter, FoundMask};
 pub use geometry::ImageGeometry;
 pub use manifest::{Manifest, ModelFileInfo};
 pub use options::{
     DataPath, Device, DeviceFallback, EncoderPrecision, ExecutionProvider, GraphOptimization, Precision, ResizeFilter, RuntimeOptions,
 };
 pub use postprocess::BinaryMask;
-pub use preprocess::{PreprocessedImage, Preprocessor};
+pub use preprocess::{PreprocessedImage, Preprocessor, RgbFrame};
 pub use prompt::{BoxPrompt, ObjectPrompt, OutsideImage, PointPrompt, PromptLabel, PromptTokens};
 pub use resample::resize_rgb8;
 

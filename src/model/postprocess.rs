@@ -49,7 +49,7 @@ pub fn binary_mask<'a>(
             let bytes = &masks.values()?[(object.row * tokens.len() + k) * plane..][..plane];
             Ok(BinaryMask::View(Mat::new_rows_cols_with_data(geometry.height as i32, geometry.width as i32, bytes)?))
         }
-        // Segment everything's candidates are read through `everything::candidates`.
+        // Segment everything's candidates are read through `everything::filter`.
         MaskGroup::Candidates { .. } => Err(ModelError::Shape { name: "mask of a prompted object", shape: vec![i, token] }),
     }
 }

@@ -1,5 +1,8 @@
 //! SamPredictor's image transform: RGB, longest side to 1024, mean/std normalisation,
-//! bottom-right zero padding, as a `[1, 3, 1024, 1024]` float32 tensor.
+//! bottom-right zero padding, as a `[1, 3, 1024, 1024]` float32 tensor; or, for a backend that
+//! preprocesses on its device, the decoded frame as it is.
+
+use std::sync::Arc;
 
 use ndarray::Array4;
 use opencv::core::{Mat, Size};
@@ -16,6 +19,27 @@ pub fn check_rgb8(rgb: &Mat) -> Result<(), ModelError> {
         return Err(ModelError::Image(format!("expected an 8-bit 3-channel image, got type {}", rgb.typ())));
     }
     Ok(())
+}
+
+/// A decoded frame, 8-bit RGB, ready to be uploaded as it is (shared with the source that
+/// grabbed it: viewers of one source see the same pixels).
+#[derive(Clone)]
+pub struct RgbFrame {
+    pub pixels: Arc<Mat>,
+    pub geometry: ImageGeometry,
+}
+
+impl RgbFrame {
+    pub fn new(rgb: Arc<Mat>) -> Result<Self, ModelError> {
+        check_rgb8(&rgb)?;
+        let pixels = if rgb.is_continuous() { rgb } else { Arc::new(rgb.try_clone()?) };
+        let geometry = ImageGeometry::new(pixels.cols() as usize, pixels.rows() as usize);
+        Ok(Self { pixels, geometry })
+    }
+
+    pub fn bytes(&self) -> Result<&[u8], ModelError> {
+        Ok(self.pixels.data_bytes()?)
+    }
 }
 
 /// The encoder's input and the geometry needed to map prompts and masks back.

@@ -1,8 +1,8 @@
 //! Segment everything, the pipeline's second method: `SamAutomaticMaskGenerator.generate` with
-//! samstream's engine. One encoder run per crop; per crop, the grid's points go through the
-//! decoder in batches (each batch's host work overlapping the next batch's decode); the masks
-//! that pass the filters are kept as runs; duplicates go by box NMS within each crop, then
-//! across crops; small regions last. Every step in the reference's order and arithmetic.
+//! samstream's engine. The pipeline drives the model's steps (`model::everything`): one encoder
+//! run per crop; per crop, the grid's points through the decoder in batches (each batch's host
+//! work overlapping the next batch's decode), each batch's masks kept by the model's filters,
+//! the crop's duplicates removed; then the crops merged, and the answer's masks encoded.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,25 +15,13 @@ use super::{Pipeline, PipelineError, blocking};
 use crate::engine::{EncodedFrame, FrameOrigin};
 use crate::mask::{self, CocoRle, EncodedMask, MaskData, MaskFormat};
 use crate::model::everything::EverythingOptions;
-use crate::model::everything::candidates::{candidates, inclusive_box};
+use crate::model::everything::batch::{BatchKept, Kept, dedupe_crop, keep_batch};
 use crate::model::everything::crops::{CropBox, point_grid, points_per_side};
-use crate::model::everything::nms::nms;
-use crate::model::everything::regions::{Regions, remove_small_regions};
+use crate::model::everything::merge::{MergedMask, merge};
 use crate::model::everything::runs::MaskRuns;
-use crate::model::{BinaryMask, CandidateFilter, DecodedObjects, ImageGeometry, MaskOutput, MaskRequest, PromptTokens};
+use crate::model::{MaskOutput, MaskRequest, PromptTokens};
 use crate::telemetry::StageTimings;
 use crate::telemetry::metrics::ENCODER_RUNS;
-
-/// The masks of one crop kept from a batch, before NMS: in the crop's frame except `runs`.
-struct Kept {
-    runs: MaskRuns,
-    /// XYXY, last pixel included, in the crop's pixels.
-    crop_box: [u32; 4],
-    iou: f32,
-    stability: f32,
-    /// The grid point in the crop's pixels.
-    point: [f64; 2],
-}
 
 /// One mask of the answer.
 #[derive(Debug, Clone)]
@@ -49,6 +37,13 @@ pub struct AutoMask {
     pub crop: CropBox,
     /// The mask as runs over the image, for trackers that match masks across frames.
     pub runs: MaskRuns,
+}
+
+/// A crop's encoded frame, and whether this work encoded it (the whole image of a stream's
+/// frame was encoded for the stream: its stages are not this work's).
+struct CropFrame {
+    frame: Arc<EncodedFrame>,
+    encoded_here: bool,
 }
 
 /// What happened in one crop, for the response and the logs.
@@ -116,11 +111,6 @@ impl Pipeline {
         let crops = options.crops(width, height);
         let frames = self.encode_crops(&frame.pixels, &crops, started, Some(frame.clone())).await?;
         let mut everything = self.everything_on(&crops, frames, &options, format, width, height).await?;
-        // The whole image's encoding was the frame's, not this work's.
-        everything.timings.encoder -= frame.timings.encoder;
-        everything.timings.preprocess -= frame.timings.preprocess;
-        everything.timings.upload -= frame.timings.upload;
-        everything.timings.queue -= frame.timings.queue;
         everything.timings.total = started.elapsed();
         Ok(everything)
     }
@@ -129,7 +119,7 @@ impl Pipeline {
     async fn everything_on(
         &self,
         crops: &[CropBox],
-        frames: Vec<Arc<EncodedFrame>>,
+        frames: Vec<CropFrame>,
         options: &EverythingOptions,
         format: MaskFormat,
         width: usize,
@@ -138,11 +128,10 @@ impl Pipeline {
         let mut timings = StageTimings::default();
         let mut kept_per_crop = Vec::with_capacity(crops.len());
         let mut reports = Vec::with_capacity(crops.len());
-        for (crop, frame) in crops.iter().zip(frames) {
-            let mut frame_timings = frame.timings;
-            frame_timings.capture = Duration::ZERO;
-            frame_timings.total = Duration::ZERO;
-            timings += frame_timings;
+        for (crop, CropFrame { frame, encoded_here }) in crops.iter().zip(frames) {
+            if encoded_here {
+                timings += StageTimings { capture: Duration::ZERO, total: Duration::ZERO, ..frame.timings };
+            }
             let (kept, report, crop_timings) = self.segment_crop(frame, *crop, options, width, height).await?;
             timings += crop_timings;
             kept_per_crop.push(kept);
@@ -150,7 +139,10 @@ impl Pipeline {
         }
         let nms_started = Instant::now();
         let (crops, options) = (crops.to_vec(), *options);
-        let masks = blocking(move || merge(kept_per_crop, &crops, &options, format)).await?;
+        let masks = blocking(move || {
+            merge(kept_per_crop, &crops, &options)?.into_iter().map(|m| auto_mask(m, format)).collect::<Result<Vec<_>, PipelineError>>()
+        })
+        .await?;
         timings.nms = nms_started.elapsed();
         Ok(Everything { width, height, masks, crops: reports, timings })
     }
@@ -163,7 +155,7 @@ impl Pipeline {
         crops: &[CropBox],
         started: Instant,
         whole: Option<Arc<EncodedFrame>>,
-    ) -> Result<Vec<Arc<EncodedFrame>>, PipelineError> {
+    ) -> Result<Vec<CropFrame>, PipelineError> {
         let in_flight = self.engine.runtime()?.max_batch.max(1) + 1;
         let origin = FrameOrigin { grabbed_at: started, ..FrameOrigin::now() };
         let encodes = crops.iter().copied().map(|crop| {
@@ -172,7 +164,7 @@ impl Pipeline {
             async move {
                 let is_whole = crop.width() == rgb.cols() as usize && crop.height() == rgb.rows() as usize;
                 if let (true, Some(frame)) = (is_whole, whole) {
-                    return Ok(frame);
+                    return Ok(CropFrame { frame, encoded_here: false });
                 }
                 let image = if is_whole {
                     rgb
@@ -181,7 +173,7 @@ impl Pipeline {
                 };
                 let frame = self.encode(image, origin, Duration::ZERO).await?;
                 metrics::counter!(ENCODER_RUNS, "origin" => "everything").increment(1);
-                Ok::<_, PipelineError>(frame)
+                Ok::<_, PipelineError>(CropFrame { frame, encoded_here: true })
             }
         });
         futures_util::stream::iter(encodes).buffered(in_flight).collect::<Vec<_>>().await.into_iter().collect()
@@ -222,7 +214,7 @@ impl Pipeline {
                 let decoded = self.engine.decode(frame, tokens, request).await?;
                 let decode_timings = decoded.timings;
                 let started = Instant::now();
-                let found = blocking(move || keep_batch(&decoded, &batch, &geometry, &filter, &crop, width, height)).await?;
+                let found = blocking(move || Ok(keep_batch(&decoded, &batch, &geometry, &filter, &crop, (width, height))?)).await?;
                 Ok::<_, PipelineError>((found, decode_timings, started.elapsed()))
             }
         });
@@ -231,7 +223,7 @@ impl Pipeline {
         let mut kept = Vec::new();
         let mut first = true;
         while let Some(batch) = batches.next().await {
-            let ((batch_kept, passed_iou, passed_stability), mut decode_timings, postprocess) = batch?;
+            let (BatchKept { kept: batch_kept, passed_iou, passed_stability }, mut decode_timings, postprocess) = batch?;
             // A batch waiting behind the one before waits for this request's own work.
             if !std::mem::take(&mut first) {
                 decode_timings.queue = Duration::ZERO;
@@ -244,64 +236,10 @@ impl Pipeline {
             timings.postprocess += postprocess;
             kept.extend(batch_kept);
         }
-        // Duplicates within the crop, scored by predicted IoU, on the crop's own boxes.
-        let boxes: Vec<[f32; 4]> = kept.iter().map(|k| k.crop_box.map(|v| v as f32)).collect();
-        let scores: Vec<f32> = kept.iter().map(|k| k.iou).collect();
-        let keep = nms(&boxes, &scores, options.box_nms_thresh);
-        let mut slots: Vec<Option<Kept>> = kept.into_iter().map(Some).collect();
-        let kept: Vec<Kept> = keep.into_iter().filter_map(|i| slots[i].take()).collect();
+        let kept = dedupe_crop(kept, options.box_nms_thresh);
         report.kept = kept.len();
         Ok((kept, report, timings))
     }
-}
-
-/// The candidates of one batch that pass the filters and are not cut by a crop edge inside
-/// the image, with how many passed the IoU and the stability filters.
-fn keep_batch(
-    decoded: &DecodedObjects,
-    points: &[[f64; 2]],
-    geometry: &ImageGeometry,
-    filter: &CandidateFilter,
-    crop: &CropBox,
-    width: usize,
-    height: usize,
-) -> Result<(Vec<Kept>, usize, usize), PipelineError> {
-    let (found, passed_iou) = candidates(decoded, geometry, filter)?;
-    let passed_stability = found.len();
-    let mut kept = Vec::new();
-    for candidate in found {
-        if near_crop_edge(&candidate.inclusive_box, crop, width, height) {
-            continue;
-        }
-        let runs = match &candidate.mask {
-            BinaryMask::Owned(m) => MaskRuns::from_crop(m, crop, width, height)?,
-            BinaryMask::View(m) => MaskRuns::from_crop(m, crop, width, height)?,
-        };
-        kept.push(Kept {
-            runs,
-            crop_box: candidate.inclusive_box,
-            iou: candidate.iou,
-            stability: candidate.stability,
-            point: points[candidate.point],
-        });
-    }
-    Ok((kept, passed_iou, passed_stability))
-}
-
-/// `is_box_near_crop_edge`: the box (uncropped) lies within 20 px of a crop edge that is not an
-/// image edge.
-fn near_crop_edge(crop_box: &[u32; 4], crop: &CropBox, width: usize, height: usize) -> bool {
-    const TOLERANCE: f32 = 20.0;
-    let uncropped =
-        [crop_box[0] + crop.x0 as u32, crop_box[1] + crop.y0 as u32, crop_box[2] + crop.x0 as u32, crop_box[3] + crop.y0 as u32];
-    let crop_edges = [crop.x0, crop.y0, crop.x1, crop.y1];
-    let image_edges = [0, 0, width, height];
-    (0..4).any(|i| {
-        let b = uncropped[i] as f32;
-        let near_crop = (b - crop_edges[i] as f32).abs() <= TOLERANCE;
-        let near_image = (b - image_edges[i] as f32).abs() <= TOLERANCE;
-        near_crop && !near_image
-    })
 }
 
 /// The crop's pixels as their own (contiguous) image.
@@ -310,93 +248,26 @@ fn crop_image(rgb: &Mat, crop: &CropBox) -> Result<Mat, opencv::Error> {
     Mat::roi(rgb, rect)?.try_clone()
 }
 
-/// Across crops: uncrop, NMS preferring masks of smaller crops, then small regions, then the
-/// answer's masks in the requested format.
-fn merge(
-    kept_per_crop: Vec<Vec<Kept>>,
-    crops: &[CropBox],
-    options: &EverythingOptions,
-    format: MaskFormat,
-) -> Result<Vec<AutoMask>, PipelineError> {
-    struct Mask {
-        runs: MaskRuns,
-        bbox: [u32; 4],
-        iou: f32,
-        stability: f32,
-        point: [f64; 2],
-        crop: CropBox,
-    }
-    let mut masks: Vec<Mask> = Vec::new();
-    for (kept, crop) in kept_per_crop.into_iter().zip(crops) {
-        for k in kept {
-            let (dx, dy) = (crop.x0 as u32, crop.y0 as u32);
-            let b = k.crop_box;
-            masks.push(Mask {
-                runs: k.runs,
-                bbox: [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy],
-                iou: k.iou,
-                stability: k.stability,
-                point: [k.point[0] + crop.x0 as f64, k.point[1] + crop.y0 as f64],
-                crop: *crop,
-            });
-        }
-    }
-    if crops.len() > 1 {
-        let boxes: Vec<[f32; 4]> = masks.iter().map(|m| m.bbox.map(|v| v as f32)).collect();
-        let scores: Vec<f32> = masks.iter().map(|m| 1.0 / m.crop.area() as f32).collect();
-        let keep = nms(&boxes, &scores, options.crop_nms_thresh);
-        masks = select(masks, &keep);
-    }
-    if options.min_mask_region_area > 0 && !masks.is_empty() {
-        let mut cleaned = Vec::with_capacity(masks.len());
-        let mut scores = Vec::with_capacity(masks.len());
-        for m in &masks {
-            let pixels = m.runs.to_mat()?;
-            let (pixels, holes) = remove_small_regions(&pixels, options.min_mask_region_area, Regions::Holes)?;
-            let (pixels, islands) = remove_small_regions(&pixels, options.min_mask_region_area, Regions::Islands)?;
-            scores.push(if holes || islands { 0.0 } else { 1.0 });
-            cleaned.push(pixels);
-        }
-        let boxes = cleaned.iter().map(|p| inclusive_box(p).map(|b| b.map(|v| v as f32))).collect::<Result<Vec<_>, _>>()?;
-        let keep = nms(&boxes, &scores, options.box_nms_thresh.max(options.crop_nms_thresh));
-        for &i in &keep {
-            // Only changed masks are re-encoded, as the reference does.
-            if scores[i] == 0.0 {
-                masks[i].runs = MaskRuns::from_mat(&cleaned[i])?;
-                masks[i].bbox = inclusive_box(&cleaned[i])?;
-            }
-        }
-        masks = select(masks, &keep);
-    }
-    masks
-        .into_iter()
-        .map(|m| {
-            let mask = encode(&m.runs, format)?;
-            let empty = m.runs.area() == 0;
-            let b = m.bbox;
-            let bbox = if empty {
-                mask::PixelBox::default()
-            } else {
-                mask::PixelBox { x0: b[0] as f32, y0: b[1] as f32, x1: (b[2] + 1) as f32, y1: (b[3] + 1) as f32 }
-            };
-            Ok(AutoMask {
-                mask,
-                bbox,
-                area: m.runs.area(),
-                predicted_iou: m.iou,
-                stability_score: m.stability,
-                point: m.point,
-                crop: m.crop,
-                runs: m.runs,
-            })
-        })
-        .collect()
-}
-
-/// The items at `keep`, in that order.
-fn select<T>(items: Vec<T>, keep: &[usize]) -> Vec<T> {
-    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
-    keep.iter().filter_map(|&i| slots[i].take()).collect()
+/// A mask of the answer as the API gives it: encoded as asked, with its box's right and bottom
+/// exclusive (zeros for an empty mask).
+fn auto_mask(m: MergedMask, format: MaskFormat) -> Result<AutoMask, PipelineError> {
+    let mask = encode(&m.runs, format)?;
+    let b = m.inclusive_box;
+    let bbox = if m.runs.area() == 0 {
+        mask::PixelBox::default()
+    } else {
+        mask::PixelBox { x0: b[0] as f32, y0: b[1] as f32, x1: (b[2] + 1) as f32, y1: (b[3] + 1) as f32 }
+    };
+    Ok(AutoMask {
+        mask,
+        bbox,
+        area: m.runs.area(),
+        predicted_iou: m.iou,
+        stability_score: m.stability,
+        point: m.point,
+        crop: m.crop,
+        runs: m.runs,
+    })
 }
 
 /// The mask in the requested format: COCO RLE straight from the runs, the others from pixels.

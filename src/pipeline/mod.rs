@@ -18,6 +18,7 @@ use crate::engine::{EncodedFrame, Engine, EngineError, FrameOrigin};
 use crate::mask::MaskError;
 use crate::model::ModelError;
 use crate::telemetry::StageTimings;
+use crate::video::{ImageError, ImageLimits, ImagePayload};
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
@@ -27,6 +28,9 @@ pub enum PipelineError {
     Model(#[from] ModelError),
     #[error("mask encoding: {0}")]
     Mask(#[from] MaskError),
+    /// The caller's image (a request's, a client frame's) cannot be used.
+    #[error(transparent)]
+    Image(#[from] ImageError),
     #[error("a worker task failed: {0}")]
     Worker(String),
     #[error("the decoder kept no low-res logits to track the object with")]
@@ -52,6 +56,18 @@ impl Pipeline {
     pub async fn encode(&self, rgb: Arc<Mat>, origin: FrameOrigin, capture: Duration) -> Result<Arc<EncodedFrame>, EngineError> {
         self.engine.encode_frame(rgb, origin, StageTimings { capture, ..Default::default() }).await
     }
+}
+
+/// A caller's image as 8-bit RGB, decoded on the blocking pool, and how long that took (the
+/// capture stage).
+pub async fn decode_image(image: Option<ImagePayload>, limits: ImageLimits) -> Result<(Mat, Duration), PipelineError> {
+    let span = tracing::debug_span!("capture");
+    blocking(move || {
+        let _span = span.enter();
+        let started = std::time::Instant::now();
+        Ok(crate::video::decode_image(image.as_ref(), &limits).map(|rgb| (rgb, started.elapsed()))?)
+    })
+    .await
 }
 
 /// CPU-bound work (mask upscaling and encoding) on the blocking pool, in the caller's span.

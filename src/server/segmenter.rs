@@ -2,9 +2,8 @@
 //! session layer) once, and turns the answer into messages.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use opencv::core::Mat;
 use opencv::prelude::*;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -16,10 +15,10 @@ use super::stream::{ResponseStream, Streams};
 use super::validate::{self, PromptLimits};
 use crate::config::ServeConfig;
 use crate::model::Manifest;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, decode_image};
 use crate::proto;
 use crate::session::SourceHub;
-use crate::video::{ImageLimits, UriAllowlist, decode_image};
+use crate::video::{ImageLimits, UriAllowlist};
 
 pub struct Segmenter {
     pipeline: Pipeline,
@@ -81,7 +80,7 @@ impl Segmenter {
             return Err(ApiError::invalid("objects", "at least one object is required"));
         }
         let prompts = validate::object_prompts("objects", &request.objects, &self.prompt_limits)?;
-        let (rgb, capture) = decode(request.image, self.image_limits).await?;
+        let (rgb, capture) = decode_image(convert::image_payload(request.image), self.image_limits).await?;
         validate::prompts_inside("objects", &prompts, rgb.cols() as usize, rgb.rows() as usize)?;
         let segmented = self.pipeline.segment_image(Arc::new(rgb), capture, started, &prompts, options).await?;
         segmented.timings.report(&tracing::Span::current(), "segment");
@@ -96,15 +95,8 @@ impl Segmenter {
         let _permit = self.inflight.admit()?;
         let format = validate::mask_options("mask_options", request.mask_options.as_ref())?.format;
         let options = validate::everything_options("options", request.options.as_ref())?;
-        // The crops (and so the prompts) do not depend on the image's size: refused before any work.
-        let prompts = options.prompts(1, 1);
-        if prompts > self.max_everything_prompts {
-            return Err(ApiError::ResourceExhausted(format!(
-                "options: {prompts} point prompts (points_per_side, crop_n_layers, crop_n_points_downscale_factor) exceed the limit of {} (--max-everything-prompts)",
-                self.max_everything_prompts
-            )));
-        }
-        let (rgb, capture) = decode(request.image, self.image_limits).await?;
+        validate::everything_within_limit("options", &options, self.max_everything_prompts)?;
+        let (rgb, capture) = decode_image(convert::image_payload(request.image), self.image_limits).await?;
         let everything = self.pipeline.segment_everything(Arc::new(rgb), capture, started, options, format).await?;
         everything.timings.report(&tracing::Span::current(), "everything");
         let response = convert::everything_response(everything);
@@ -118,20 +110,6 @@ impl Segmenter {
         }
         Ok(response)
     }
-}
-
-/// The request's image as 8-bit RGB, decoded on the blocking pool, and how long that took.
-async fn decode(image: Option<proto::Image>, limits: ImageLimits) -> Result<(Mat, Duration), ApiError> {
-    let image = convert::image_payload(image);
-    let span = tracing::debug_span!("capture");
-    let decoded = tokio::task::spawn_blocking(move || {
-        let _span = span.enter();
-        let started = Instant::now();
-        decode_image(image.as_ref(), &limits).map(|rgb| (rgb, started.elapsed()))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("worker task failed: {e}")))?;
-    Ok(decoded?)
 }
 
 #[tonic::async_trait]

@@ -92,6 +92,7 @@ impl From<PipelineError> for ApiError {
             PipelineError::Engine(e) => e.into(),
             PipelineError::Model(e) => e.into(),
             PipelineError::Mask(e) => e.into(),
+            PipelineError::Image(e) => e.into(),
             PipelineError::Worker(_) | PipelineError::LowResMissing => Self::Internal(e.to_string()),
         }
     }

@@ -90,6 +90,18 @@ pub fn prompts_inside(field: &str, prompts: &[ObjectPrompt], width: usize, heigh
     Ok(crate::model::prompt::check_inside(field, prompts, width, height)?)
 }
 
+/// Refuses options that would run more point prompts (all crops together) than `max`, before
+/// any work: the crops, and so the prompts, do not depend on the image's size.
+pub fn everything_within_limit(field: &str, options: &EverythingOptions, max: usize) -> Result<(), ApiError> {
+    let prompts = options.prompts(1, 1);
+    if prompts > max {
+        return Err(ApiError::ResourceExhausted(format!(
+            "{field}: {prompts} point prompts (points_per_side, crop_n_layers, crop_n_points_downscale_factor) exceed the limit of {max} (--max-everything-prompts)"
+        )));
+    }
+    Ok(())
+}
+
 /// SegmentEverything's options, each unset one the reference's default, each set one checked
 /// against its range; `field` is their path (`options`).
 pub fn everything_options(field: &str, options: Option<&proto::AutoMaskOptions>) -> Result<EverythingOptions, ApiError> {

@@ -3,7 +3,6 @@
 //! encoder.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures_util::FutureExt;
 use tracing::Instrument;
@@ -11,9 +10,9 @@ use tracing::Instrument;
 use super::frame_slot::Taken;
 use crate::engine::{EncodedFrame, EngineError, FrameOrigin};
 use crate::model::ModelError;
-use crate::pipeline::{Pipeline, PipelineError};
+use crate::pipeline::{Pipeline, PipelineError, decode_image};
 use crate::telemetry::metrics::ENCODER_RUNS;
-use crate::video::{ImageLimits, decode_image};
+use crate::video::ImageLimits;
 
 /// A client frame through the encoder, or why not.
 pub enum Encoded {
@@ -51,15 +50,10 @@ pub fn spawn_encode(pipeline: Pipeline, limits: ImageLimits, taken: Taken) -> En
 async fn encode(pipeline: Pipeline, limits: ImageLimits, taken: Taken) -> Result<Encoded, PipelineError> {
     let frame = taken.frame;
     let image = frame.image;
-    let decoded = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        decode_image(image.as_ref(), &limits).map(|rgb| (rgb, started.elapsed()))
-    })
-    .await
-    .map_err(|e| PipelineError::Worker(e.to_string()))?;
-    let (rgb, capture) = match decoded {
+    let (rgb, capture) = match decode_image(image, limits).await {
         Ok(decoded) => decoded,
-        Err(e) => return Ok(Encoded::Rejected { frame_id: frame.frame_id, reason: e.to_string() }),
+        Err(PipelineError::Image(e)) => return Ok(Encoded::Rejected { frame_id: frame.frame_id, reason: e.to_string() }),
+        Err(e) => return Err(e),
     };
     let origin = FrameOrigin { seq: frame.frame_id, timestamp_us: frame.timestamp_us, grabbed_at: frame.received_at };
     match pipeline.encode(Arc::new(rgb), origin, capture).await {

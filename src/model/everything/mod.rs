@@ -1,15 +1,19 @@
 //! Segment everything (`SamAutomaticMaskGenerator` of mobile_sam), the steps that are the
-//! model's: where to look (`crops`), which decoded masks to keep (`candidates`), duplicates
-//! (`nms`), small regions (`regions`) and how masks are held in between (`runs`). The pipeline
-//! drives them crop by crop and batch by batch.
+//! model's: where to look (`crops`), which decoded masks to keep (`filter`), a decoder call's
+//! and a crop's masks (`batch`), duplicates (`nms`), the crops' masks as one answer (`merge`,
+//! with small regions from `regions`) and how masks are held in between (`runs`). The
+//! pipeline only drives them: crops to the encoder, batches of points to the decoder.
 
-pub mod candidates;
+pub mod batch;
+pub mod criteria;
 pub mod crops;
+pub mod filter;
+pub mod merge;
 pub mod nms;
 pub mod regions;
 pub mod runs;
 
-use super::backend::CandidateFilter;
+use criteria::CandidateFilter;
 
 /// The generator's parameters, every one resolved (the reference's defaults where a request
 /// leaves one out).

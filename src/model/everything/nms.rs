@@ -39,6 +39,12 @@ pub fn nms(boxes: &[[f32; 4]], scores: &[f32], iou_threshold: f64) -> Vec<usize>
     keep
 }
 
+/// The items at `keep` (indices from `nms`), in that order.
+pub fn select<T>(items: Vec<T>, keep: &[usize]) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    keep.iter().filter_map(|&i| slots[i].take()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,9 +13,9 @@ use ort::memory::{Allocator, MemoryInfo};
 use ort::session::{IoBinding, Session};
 use ort::value::{DynTensor, Tensor};
 
-use super::candidates::DeviceCandidates;
 use super::device_stages::DevicePostprocess;
 use super::encoder::OpenSession;
+use super::everything_filter::DeviceCandidates;
 use super::host::HostTensor;
 use super::placement::Placement;
 use super::{check_shape, count_shape_run, take_output};

@@ -3,11 +3,11 @@
 //! between stages stay in the execution provider's memory. The rest of the crate reaches this
 //! backend only through `model::load` and the model layer's traits.
 
-mod candidates;
 mod decoder;
 mod device_stages;
 mod encoder;
 mod error;
+mod everything_filter;
 pub mod graphs;
 mod host;
 mod memory_limit;
@@ -21,11 +21,11 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::{DynTensor, DynTensorValueType};
 
-pub use candidates::DeviceCandidates;
 pub use decoder::OrtDecoder;
 pub use device_stages::{DevicePostprocess, DevicePreprocess, PickEmbedding, PostprocessOutputs};
 use encoder::OpenSession;
 pub use encoder::OrtEncoder;
+pub use everything_filter::DeviceCandidates;
 pub use host::HostTensor;
 use options::{GraphKind, session_builder};
 pub use placement::{HostTensorPool, Placement, PooledTensor, Upload, UploadWait};

@@ -85,14 +85,7 @@ impl Streams {
             None => None,
             Some(mode) => {
                 let options = validate::everything_options("start.auto_mode.options", mode.options.as_ref())?;
-                let prompts = options.prompts(1, 1);
-                if prompts > self.max_everything_prompts {
-                    return Err(ApiError::ResourceExhausted(format!(
-                        "start.auto_mode.options: {prompts} point prompts per frame exceed the limit of {} (--max-everything-prompts)",
-                        self.max_everything_prompts
-                    ))
-                    .into());
-                }
+                validate::everything_within_limit("start.auto_mode.options", &options, self.max_everything_prompts)?;
                 Some(AutoMode { options, every: u64::from(mode.every_n_frames.max(1)) })
             }
         };

@@ -5,7 +5,7 @@
 //! in device memory and only bit masks come back; on the CPU provider the very same graphs run,
 //! which is how the tests cover them.
 
-pub mod candidates;
+pub mod everything_filter;
 pub mod pick;
 pub mod postprocess;
 pub mod preprocess;

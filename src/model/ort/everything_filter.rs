@@ -9,7 +9,7 @@ use ort::memory::MemoryInfo;
 use ort::session::{IoBinding, Session};
 use ort::value::{DynTensor, Tensor, TensorRefMut};
 
-use super::graphs::candidates::{self as graph, INPUT_LEVELS, INPUT_LOW_RES, INPUT_ORIGINAL, INPUT_PICKED, INPUT_RESIZED};
+use super::graphs::everything_filter::{self as graph, INPUT_LEVELS, INPUT_LOW_RES, INPUT_ORIGINAL, INPUT_PICKED, INPUT_RESIZED};
 use super::{stage_session, take_output};
 use crate::model::{CandidateFilter, FoundMask, IMAGE_SIZE, ImageGeometry, LOW_RES, MaskGroup, ModelError, RuntimeOptions};
 use crate::telemetry::StageTimings;

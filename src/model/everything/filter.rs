@@ -8,7 +8,8 @@
 use opencv::core::Mat;
 use opencv::prelude::*;
 
-use crate::model::backend::{CandidateFilter, FoundMask, MaskGroup};
+use super::criteria::{CandidateFilter, FoundMask};
+use crate::model::backend::MaskGroup;
 use crate::model::decoded::DecodedObjects;
 use crate::model::postprocess::{BinaryMask, threshold, upscale_logits};
 use crate::model::{ImageGeometry, LOW_RES, MASK_TOKENS, ModelError};
