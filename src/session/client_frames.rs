@@ -27,24 +27,44 @@ pub enum Encoded {
 }
 
 /// A frame's encoding task and, once done, the number of frames dropped before it.
-pub type Encoding = tokio::task::JoinHandle<Result<(Encoded, u64), PipelineError>>;
+type Encoding = tokio::task::JoinHandle<Result<(Encoded, u64), PipelineError>>;
 
 /// The frame being encoded, if any; aborted when the session ends.
 #[derive(Default)]
-pub struct InFlight(pub Option<Encoding>);
+pub struct InFlight {
+    task: Option<Encoding>,
+}
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(task) = &self.0 {
-            task.abort();
+impl InFlight {
+    pub fn is_busy(&self) -> bool {
+        self.task.is_some()
+    }
+
+    /// Starts capturing and encoding `taken` on its own task (a frame in flight is aborted).
+    pub fn start(&mut self, pipeline: Pipeline, limits: ImageLimits, taken: Taken) {
+        let dropped_before = taken.dropped_before;
+        let task = tokio::spawn(encode(pipeline, limits, taken).map(move |outcome| outcome.map(|o| (o, dropped_before))).in_current_span());
+        if let Some(replaced) = self.task.replace(task) {
+            replaced.abort();
         }
+    }
+
+    /// The frame in flight, once encoded, with the frames dropped before it; pending while
+    /// none is in flight. Cancel-safe: the task stays until it has answered.
+    pub async fn finished(&mut self) -> Result<(Encoded, u64), PipelineError> {
+        let Some(task) = self.task.as_mut() else { return std::future::pending().await };
+        let answer = task.await;
+        self.task = None;
+        answer.map_err(|e| PipelineError::Worker(e.to_string()))?
     }
 }
 
-/// Starts capturing and encoding `taken` on its own task.
-pub fn spawn_encode(pipeline: Pipeline, limits: ImageLimits, taken: Taken) -> Encoding {
-    let dropped_before = taken.dropped_before;
-    tokio::spawn(encode(pipeline, limits, taken).map(move |outcome| outcome.map(|o| (o, dropped_before))).in_current_span())
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
 }
 
 async fn encode(pipeline: Pipeline, limits: ImageLimits, taken: Taken) -> Result<Encoded, PipelineError> {
