@@ -58,7 +58,7 @@ start_server() {
   addr=$SERVER_ADDR
   servers+=("$pid")
   # One Segment call waits for health SERVING (model loaded and warmed up).
-  "$SAMSTREAM_BIN" client --server "http://$addr" --image "$work/frame.jpg" --point 640,360 >/dev/null
+  "$SAMSTREAM_BIN" client image "$work/frame.jpg" --server "http://$addr" --point 640,360 >/dev/null
 }
 
 bench() { "$SAMSTREAM_BIN" bench --server "http://$addr" --json "$@"; }

@@ -29,7 +29,7 @@ free_port() { "$SAMSTREAM_PYTHON" -c 'import socket; s = socket.socket(); s.bind
 ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=640x480:rate=10 -t 10 -pix_fmt yuv420p "$work/clip.mp4"
 printf '[[source]]\nname = "clip"\nkind = "file"\npath = "%s"\nloop = true\n' "$work/clip.mp4" >"$work/sources.toml"
 start_samstream "$work/server.log" --sources "$work/sources.toml" --source-grace-secs 1
-"$SAMSTREAM_BIN" client --server "http://$SERVER_ADDR" --source clip --max-frames 1 --quiet >/dev/null
+"$SAMSTREAM_BIN" client source clip --server "http://$SERVER_ADDR" --max-frames 1 --quiet >/dev/null
 
 envoy_port=$(free_port)
 "$SAMSTREAM_PYTHON" "$SAMSTREAM_ROOT/tests/support/envoy_config.py" "$SAMSTREAM_ROOT/deploy/envoy/envoy.yaml" "$work/envoy.yaml" \
@@ -37,7 +37,7 @@ envoy_port=$(free_port)
 "$SAMSTREAM_ENVOY" -c "$work/envoy.yaml" --concurrency 1 --use-dynamic-base-id --log-level warn >"$work/envoy.log" 2>&1 &
 envoy_pid=$!
 for _ in $(seq 100); do
-  "$SAMSTREAM_BIN" client --server "http://127.0.0.1:$envoy_port" --source clip --max-frames 1 --quiet --ready-timeout 5 >/dev/null 2>&1 && break
+  "$SAMSTREAM_BIN" client source clip --server "http://127.0.0.1:$envoy_port" --max-frames 1 --quiet --ready-timeout 5 >/dev/null 2>&1 && break
   sleep 0.3
 done
 

@@ -17,7 +17,7 @@ echo "server on $addr; segmenting $IMAGE"
 # The client waits (health check) until the model is loaded and warmed up. Prompts are
 # fractions of the image size so any image works.
 IFS=x read -r width height < <(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=p=0:s=x "$IMAGE")
-"$SAMSTREAM_BIN" client --server "http://$addr" --image "$IMAGE" \
+"$SAMSTREAM_BIN" client image "$IMAGE" --server "http://$addr" \
   --point $((width * 45 / 100)),$((height * 52 / 100)) --box 2:$((width / 5)),$((height / 4)),$((width * 7 / 10)),$((height * 3 / 4)) \
   --overlay "$OUT_DIR/overlay.png" --out-masks "$OUT_DIR/image-masks"
 
@@ -28,7 +28,7 @@ fi
 echo
 echo "streaming $VIDEO frame by frame"
 IFS=x read -r width height < <(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=p=0:s=x "$VIDEO")
-"$SAMSTREAM_BIN" client --server "http://$addr" --video "$VIDEO" --max-frames "${MAX_FRAMES:-15}" \
+"$SAMSTREAM_BIN" client video "$VIDEO" --server "http://$addr" --max-frames "${MAX_FRAMES:-15}" \
   --point $((width / 3)),$((height / 2)) --point 2:$((width * 2 / 3)),$((height / 2)) \
   --overlay "$OUT_DIR/overlay.mp4" --out-masks "$OUT_DIR/video-masks"
 echo

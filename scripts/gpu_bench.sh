@@ -203,7 +203,7 @@ serve() {
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  if [ -z "$addr" ] || ! timeout 300 "$SAMSTREAM_BIN" client --server "http://$addr" --image "$MEDIA/frame.jpg" --point 640,360 \
+  if [ -z "$addr" ] || ! timeout 300 "$SAMSTREAM_BIN" client image "$MEDIA/frame.jpg" --server "http://$addr" --point 640,360 \
       --ready-timeout 290 --out-masks "$OUT/masks/$name" >"$OUT/logs/$name.client" 2>&1; then
     local why
     why=$(grep -m1 -iE 'error|unavailable|failed' "$log" | cut -c1-300 | tr '"\\' "' ")

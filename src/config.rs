@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::ClusterOptions;
 use crate::engine::EngineOptions;
+use crate::flags::{clap_defaults, path_or_unset};
 use crate::model::RuntimeOptions;
-use crate::model::options::{clap_defaults, path_or_unset};
 use crate::model::prompt::PromptLimits;
 use crate::video::ImageLimits;
 

@@ -6,10 +6,12 @@
 //! `server` is the gRPC transport over both.
 
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod engine;
+pub mod flags;
 pub mod mask;
 pub mod model;
 pub mod pipeline;

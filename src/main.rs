@@ -1,30 +1,11 @@
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches};
 
-use samstream::client::{self, ClientArgs};
+use samstream::cli::{Cli, Command};
+use samstream::client;
 use samstream::config::ServeConfig;
 
-/// MobileSAM segmentation of images and live video over gRPC.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the Segmenter gRPC API (plus health and reflection).
-    Serve(Box<ServeConfig>),
-    /// Segment an image through a running server and print masks and timings.
-    Client(Box<ClientArgs>),
-    /// Hold N streams on a server-side source for a while; report errors, latency, memory.
-    Soak(samstream::soak::SoakArgs),
-    /// Load-generate Segment or StreamSegment calls; throughput and latency percentiles.
-    Bench(samstream::bench::BenchArgs),
-}
-
 fn main() -> anyhow::Result<()> {
-    let matches = Cli::command().get_matches();
+    let matches = Cli::command().get_matches_from(client::legacy_form(std::env::args_os().collect()));
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     samstream::telemetry::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -43,7 +24,11 @@ fn main() -> anyhow::Result<()> {
             }
             exit_now(if served.is_ok() { 0 } else { 1 });
         }
-        Command::Client(args) => runtime.block_on(client::run(*args)),
+        Command::Client { command } => runtime.block_on(client::run(command)),
+        Command::CliReference => {
+            print!("{}", samstream::cli::reference());
+            Ok(())
+        }
         Command::Soak(args) => runtime.block_on(samstream::soak::run(args)),
         Command::Bench(args) => runtime.block_on(samstream::bench::run(args)),
     };

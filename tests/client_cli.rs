@@ -129,10 +129,10 @@ async fn the_client_writes_an_overlay_video_and_png_masks_that_match_the_server(
     let script = dir.path().join("script.json");
     std::fs::write(&script, r#"{"updates": [{"at": 1.0, "remove": [2]}]}"#).unwrap();
     let out = run_client(&[
+        "video",
+        video.to_str().unwrap(),
         "--server",
         &url,
-        "--video",
-        video.to_str().unwrap(),
         "--point",
         "100,80",
         "--point",
@@ -228,10 +228,10 @@ async fn the_client_overlays_an_image() {
     let masks = dir.path().join("masks");
     let url = format!("http://{}", server.addr);
     let out = run_client(&[
+        "image",
+        image.to_str().unwrap(),
         "--server",
         &url,
-        "--image",
-        image.to_str().unwrap(),
         "--point",
         "100,80",
         "--box",
@@ -311,10 +311,12 @@ async fn the_client_segments_everything_in_an_image_and_on_a_video() {
         "--box-nms-thresh",
         "1.0",
     ];
+    // The single-command form of earlier releases (`--image PATH`) still works, and says so.
     let mut args = vec!["--server", &url, "--image", image.to_str().unwrap(), "--overlay", overlay.to_str().unwrap()];
     args.extend(["--out-masks", masks.to_str().unwrap()]);
     args.extend(knobs);
     let out = run_client(&args).await;
+    assert!(out.contains("`samstream client --image VALUE` is deprecated; use `samstream client image VALUE`"), "{out}");
     let count: usize = out
         .lines()
         .find_map(|l| l.strip_prefix("image: 320x240, ").and_then(|r| r.strip_suffix(" masks")))
@@ -333,10 +335,10 @@ async fn the_client_segments_everything_in_an_image_and_on_a_video() {
     let video = s::make_video(dir.path(), "clip.mp4", 0.5, 4);
     let frames_dir = dir.path().join("frames");
     let mut args = vec![
+        "video",
+        video.to_str().unwrap(),
         "--server",
         &url,
-        "--video",
-        video.to_str().unwrap(),
         "--point",
         "100,80",
         "--track",

@@ -222,7 +222,7 @@ async fn cameras_stay_on_one_replica_through_a_failure_a_return_and_a_join() {
     // And `samstream client`, whose reconnects are checked from its output.
     let client_log = dir.path().join("client.log");
     let mut client = std::process::Command::new(env!("CARGO_BIN_EXE_samstream"))
-        .args(["client", "--quiet", "--server", &envoy.url(), "--source", a, "--point", "160,120", "--seconds", "600"])
+        .args(["client", "source", a, "--quiet", "--server", &envoy.url(), "--point", "160,120", "--seconds", "600"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&client_log).unwrap())

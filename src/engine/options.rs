@@ -23,7 +23,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        crate::model::options::clap_defaults()
+        crate::flags::clap_defaults()
     }
 }
 

@@ -7,29 +7,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser};
+use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::buckets::{BucketChoice, ShapeBuckets};
-
-/// The defaults of a clap argument group as its attributes declare them, without reading the
-/// environment: the one place defaults are written is the `#[arg]` attribute.
-pub fn clap_defaults<T: Args + FromArgMatches>() -> T {
-    #[derive(Parser)]
-    struct Only<G: Args + FromArgMatches> {
-        #[command(flatten)]
-        group: G,
-    }
-    let command = Only::<T>::command().mut_args(|arg| arg.env(None::<&str>));
-    let matches = command.try_get_matches_from(["defaults"]).expect("every option has a default");
-    Only::<T>::from_arg_matches(&matches).expect("defaults parse").group
-}
-
-/// A path option whose default is "not given" (empty): clap's own path parser refuses empty
-/// values, and required paths are checked once every source (flag, variable, file) is merged.
-pub fn path_or_unset(value: &str) -> Result<PathBuf, std::convert::Infallible> {
-    Ok(PathBuf::from(value))
-}
+use crate::flags::{clap_defaults, path_or_unset};
 
 /// `cpu`, `cuda[:N]` or `tensorrt[:N]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
