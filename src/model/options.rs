@@ -240,8 +240,9 @@ impl Default for RuntimeOptions {
     }
 }
 
-/// Largest bucket of `auto` on a GPU: eight 1024x1024 images per encoder call.
-const GPU_ENCODER_BATCH: usize = 8;
+/// Largest bucket of `auto` on a GPU, and `--encoder-max-batch` auto there: eight 1024x1024
+/// images per encoder call.
+pub const GPU_ENCODER_BATCH: usize = 8;
 /// Largest bucket of `auto` on a GPU: segment everything's default points per batch.
 const GPU_DECODER_OBJECTS: usize = 64;
 
