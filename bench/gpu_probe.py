@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
+from stats import median_ms
 
 PROVIDER = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 
@@ -54,10 +55,6 @@ def require_provider(created: ort.InferenceSession, device: str) -> None:
     first = created.get_providers()[0]
     if first != PROVIDER[device]:
         raise SystemExit(f"gpu_probe: the session runs on {first}, not {PROVIDER[device]} (CUDA/cuDNN libraries?)")
-
-
-def median_ms(samples: list[float]) -> float:
-    return statistics.median(samples) * 1e3
 
 
 def run_timed(run) -> float:

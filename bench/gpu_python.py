@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,12 +45,9 @@ sys.path.insert(0, str(HERE.parent / "models"))
 from gpu_probe import require_provider  # noqa: E402
 from ort_pipeline import OrtPipeline, resized_size  # noqa: E402
 from python_baselines import spread_points, torch_model  # noqa: E402
+from stats import median_ms  # noqa: E402
 
 POINT = (640.0, 360.0)  # the prompt gpu_bench.sh gives `samstream client` on the 1280x720 frame
-
-
-def median_ms(samples: list[float]) -> float:
-    return statistics.median(samples) * 1e3
 
 
 def timed(fn, runs: int, sync=lambda: None) -> float:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "models"))
 from ort_pipeline import OrtPipeline, coco_rle  # noqa: E402
+from stats import median_ms  # noqa: E402
 
 
 def spread_points(count: int, width: int, height: int) -> list[list[float]]:
@@ -39,10 +39,6 @@ def spread_points(count: int, width: int, height: int) -> list[list[float]]:
         f = (i + 0.5) / count
         points.append([width * (0.1 + 0.8 * f), height * (0.2 + 0.6 * ((f * 7.0) % 1.0)), 1])
     return points
-
-
-def median_ms(samples: list[float]) -> float:
-    return statistics.median(samples) * 1e3
 
 
 def bench_ort(model_dir: Path, image: Path, counts: list[int], runs: int) -> dict:

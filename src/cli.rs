@@ -1,5 +1,5 @@
 //! The `samstream` command line: one subcommand per tool, each declaring its options next to
-//! the code they configure (`config`, `client`, `bench`, `soak`). `docs/cli.md` is generated
+//! the code they configure (`config`, `client`, `loadgen`, `soak`). `docs/cli.md` is generated
 //! from it (`samstream cli-reference`), and a test keeps the two in step.
 
 use std::fmt::Write;
@@ -30,7 +30,7 @@ pub enum Command {
     /// Hold N streams on a server-side source for a while; report errors, latency, memory.
     Soak(crate::soak::SoakArgs),
     /// Load-generate Segment or StreamSegment calls; throughput and latency percentiles.
-    Bench(crate::bench::BenchArgs),
+    Bench(crate::loadgen::BenchArgs),
     /// Print this command line's reference as Markdown (docs/cli.md).
     #[command(hide = true)]
     CliReference,

@@ -3,15 +3,16 @@
 //! The data path reads top to bottom: `video` (decode/grab frames) -> `engine` (the inference
 //! threads driving a `model` backend: preprocess, encoder, decoder, postprocess) -> `mask`
 //! (encodings), tied together by the `pipeline` façade; `session` runs live streams on it and
-//! `server` is the gRPC transport over both.
+//! `server` is the gRPC transport over both. The tools beside the server, `client`, `loadgen`
+//! (`samstream bench`) and `soak`, are gRPC clients of it; `cli` is the command line of all.
 
-pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod flags;
+pub mod loadgen;
 pub mod mask;
 pub mod model;
 pub mod pipeline;

@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Soak(args) => runtime.block_on(samstream::soak::run(args)),
-        Command::Bench(args) => runtime.block_on(samstream::bench::run(args)),
+        Command::Bench(args) => runtime.block_on(samstream::loadgen::run(args)),
     };
     // Blocking tasks (an image decode, a grabber's read) must not hold the exit back.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -4,7 +4,7 @@
 //! ListSources. Every frame carries its send time, so the age of the frames samstream reads is
 //! measured (printed, not asserted: the machine is shared).
 //!
-//! Camera devices (`/dev/video*`) cannot exist on the machines this runs on; the camera code
+//! The suite has no camera device (`/dev/video*`) to open; the camera code
 //! path differs only in how OpenCV opens the device, and the GStreamer-pipeline tests cover
 //! the rest of it.
 

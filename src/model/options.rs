@@ -201,7 +201,8 @@ pub struct RuntimeOptions {
     /// Where resizing/normalisation/padding and mask upscaling run: `device` runs them as
     /// graphs on the execution provider (frames go up as bytes, masks come back as bytes,
     /// embeddings and logits stay in GPU memory); `host` runs them in Rust/OpenCV; `auto` is
-    /// `device` on a GPU and `host` on the CPU, where the host stages are faster.
+    /// `device` on a GPU (the host one if the device one fails its warm-up) and `host` on the
+    /// CPU, where the host stages are faster.
     #[arg(long, env = "SAMSTREAM_DATA_PATH", value_enum, default_value_t = DataPath::Auto)]
     pub data_path: DataPath,
 
