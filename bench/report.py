@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns one scripts/bench.sh run (a folder of JSON files) into the printed table and
-BENCHMARKS.md: medians, ratios against the baselines measured in the same run, the issue's
-targets, the machine and versions, then bench/notes.md (profiles and what the numbers mean)."""
+BENCHMARKS.md: medians, ratios against the baselines measured in the same run, the project's
+goals, the machine and versions, then bench/notes.md (profiles and what the numbers mean)."""
 
 from __future__ import annotations
 

@@ -189,7 +189,7 @@ impl DevicePostprocess {
     /// SamPredictor returns with `return_logits=True`. For parity checks and benchmarks.
     pub fn logits(&mut self, low_res: &DynTensor, tokens: &[usize], geometry: ImageGeometry) -> Result<Vec<f32>, ModelError> {
         self.bind_inputs(low_res, low_res.shape()[0] as usize, tokens, geometry)?;
-        self.binding.bind_output_to_device(postprocess::OUTPUT_LOGITS, &ort::memory::MemoryInfo::default())?;
+        self.binding.bind_output_to_device(postprocess::OUTPUT_LOGITS, &self.host)?;
         let mut outputs = self.session.run_binding(&self.binding)?;
         let logits = take_output(&mut outputs, postprocess::OUTPUT_LOGITS)?.try_extract_tensor::<f32>()?.1.to_vec();
         drop(outputs);
