@@ -9,7 +9,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    tonic_prost_build::configure().file_descriptor_set_path(out_dir.join("samstream_descriptor.bin")).compile_protos(PROTOS, &["proto"])?;
+    tonic_prost_build::configure()
+        // Preview JPEGs are shared by every viewer of a frame: reference-counted, not copied.
+        .bytes(".samstream.v1.PreviewFrame.jpeg")
+        .file_descriptor_set_path(out_dir.join("samstream_descriptor.bin"))
+        .compile_protos(PROTOS, &["proto"])?;
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -293,6 +293,54 @@ async fn the_python_example_client_streams_a_video_and_writes_masks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_server_side_source_get_its_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = s::make_video(dir.path(), "loop.mp4", 1.0, 10);
+    let mut config = common::config();
+    config.video.sources =
+        Some(s::write_sources(dir.path(), &format!("[[source]]\nname = \"loop\"\nkind = \"file\"\npath = {video:?}\nloop = true\n")));
+    let server = common::start_server(config).await;
+    let url = format!("http://{}", server.addr);
+
+    // The overlay is drawn on the source's frames (ffmpeg's colourful test pattern), not on a
+    // neutral canvas: away from the masks it is far from a uniform grey.
+    let overlay = dir.path().join("overlay.mp4");
+    let masks = dir.path().join("masks");
+    let args = ["source", "loop", "--server", &url, "--point", "100,80", "--max-frames", "3", "--overlay"];
+    run_client(&[&args[..], &[overlay.to_str().unwrap(), "--out-masks", masks.to_str().unwrap()]].concat()).await;
+    let drawn = frames(&overlay);
+    assert_eq!(drawn.len(), 3, "overlay frame count");
+    for frame in &drawn {
+        let (mut spread, mut counted) = (0.0, 0);
+        for y in (0..frame.rows()).step_by(4) {
+            for x in (0..frame.cols()).step_by(4) {
+                let pixel = frame.at_2d::<Vec3b>(y, x).unwrap();
+                spread += (0..3).map(|c| (f64::from(pixel[c]) - 96.0).abs()).sum::<f64>() / 3.0;
+                counted += 1;
+            }
+        }
+        let spread = spread / f64::from(counted);
+        assert!(spread > 30.0, "the overlay's pixels are {spread:.1} from the neutral grey on average: no source frame under the masks");
+    }
+
+    // The Python example saves the same frames.
+    let previews = dir.path().join("previews");
+    let addr = server.addr.to_string();
+    let results = python_example(
+        &["--server", &addr, "--source", "loop", "--point", "100,80", "--max-frames", "2", "--save-previews", previews.to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert_eq!(results.len(), 2);
+    for result in results {
+        let saved =
+            imgcodecs::imread(previews.join(format!("frame_{:06}.jpg", result["frame_id"])).to_str().unwrap(), imgcodecs::IMREAD_COLOR)
+                .unwrap();
+        assert_eq!((saved.cols(), saved.rows()), (320, 240), "the frame at its own size");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_segments_everything_in_an_image_and_on_a_video() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::start_server(common::config()).await;

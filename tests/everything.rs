@@ -440,10 +440,9 @@ async fn live(
     use common::stream as s;
     let start = proto::StreamStart {
         source: Some(proto::stream_start::Source::ClientFrames(proto::ClientFrames {})),
-        mask_options: None,
-        max_fps: 0.0,
         track: true,
         auto_mode: auto,
+        ..Default::default()
     };
     let first = vec![
         proto::StreamRequest { msg: Some(proto::stream_request::Msg::Start(start)) },

@@ -166,6 +166,7 @@ fn stream_message() -> impl Strategy<Value = proto::StreamRequest> {
             max_fps,
             track,
             auto_mode: None,
+            preview: None,
         })
     });
     let prompts = (prop::collection::vec(object(), 0..4), prop::collection::vec(0u32..6, 0..3), any::<bool>(), any::<u64>())

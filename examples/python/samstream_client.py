@@ -90,10 +90,13 @@ AFFINITY_HEADER = "x-samstream-source"
 RETRYABLE = ("UNAVAILABLE", "INTERNAL", "CANCELLED")
 
 
-def print_result(result, out_masks: Path | None) -> None:
+def print_result(result, out_masks: Path | None, previews: Path | None = None) -> None:
     for obj in result.objects:
         if out_masks and obj.mask.HasField("png"):
             (out_masks / f"frame_{result.frame_id:06d}_object_{obj.object_id}.png").write_bytes(obj.mask.png)
+    if previews and result.HasField("preview"):
+        # The frame the masks belong to, as the server saw it (server-side sources only).
+        (previews / f"frame_{result.frame_id:06d}.jpg").write_bytes(result.preview.jpeg)
     timing = result.timing
     print(json.dumps({
         "frame_id": result.frame_id,
@@ -112,7 +115,8 @@ def watch_source(args, pb2, pb2_grpc, objects, fmt) -> int:
     channel = grpc.insecure_channel(args.server)
     stub = pb2_grpc.SegmenterStub(channel)
     metadata = [(AFFINITY_HEADER, args.source)] + ([("authorization", f"Bearer {args.token}")] if args.token else [])
-    start = pb2.StreamStart(source_name=args.source, mask_options=pb2.MaskOptions(format=fmt))
+    preview = pb2.PreviewOptions(max_side=4096) if args.save_previews else None
+    start = pb2.StreamStart(source_name=args.source, mask_options=pb2.MaskOptions(format=fmt), preview=preview)
     prompts = pb2.PromptUpdate(upsert=list(objects.values()), revision=1)
     received, failures = 0, 0
     while args.max_frames is None or received < args.max_frames:
@@ -130,7 +134,7 @@ def watch_source(args, pb2, pb2_grpc, objects, fmt) -> int:
                     continue
                 failures = 0
                 received += 1
-                print_result(response.result, args.out_masks)
+                print_result(response.result, args.out_masks, args.save_previews)
                 if args.max_frames is not None and received >= args.max_frames:
                     break
             else:
@@ -158,6 +162,7 @@ def main() -> int:
     parser.add_argument("--point", action="append", default=[], help="[ID:]x,y[,neg]")
     parser.add_argument("--box", action="append", default=[], help="[ID:]x0,y0,x1,y1")
     parser.add_argument("--out-masks", type=Path, help="directory for frame_<n>_object_<id>.png")
+    parser.add_argument("--save-previews", type=Path, help="with --source: directory for frame_<n>.jpg, the frames the masks belong to")
     parser.add_argument("--max-frames", type=int)
     parser.add_argument("--token", help="bearer token, where the server requires one")
     args = parser.parse_args()
@@ -175,8 +180,9 @@ def main() -> int:
         objects.setdefault(oid, pb2.ObjectPrompt(object_id=oid)).box.CopyFrom(pb2.Box(x0=x0, y0=y0, x1=x1, y1=y1))
     if not objects:
         parser.error("give at least one --point or --box")
-    if args.out_masks:
-        args.out_masks.mkdir(parents=True, exist_ok=True)
+    for directory in (args.out_masks, args.save_previews):
+        if directory:
+            directory.mkdir(parents=True, exist_ok=True)
 
     fmt = pb2.MASK_FORMAT_PNG if args.out_masks else pb2.MASK_FORMAT_COCO_RLE
     if args.source:

@@ -11,9 +11,9 @@ mod prompts;
 mod reconnect;
 mod session;
 
-use crate::proto;
 use crate::proto::segmenter_client::SegmenterClient;
 use crate::telemetry::{STAGE_NAMES, stage_values};
+use crate::{proto, video};
 use anyhow::{Context, bail};
 pub use args::{ClientCommand, Connection, EverythingArgs, OutputArgs, PromptArgs, StreamArgs, StreamRun, legacy_form};
 pub use prompts::{Tagged, parse_box, parse_point};
@@ -164,11 +164,18 @@ async fn stream(client: SegmenterClient<tonic::transport::Channel>, input: sessi
     let StreamRun { prompts, outputs: output_args, stream: options, everything, .. } = run;
     let objects = prompts::objects_from_flags(&prompts.points, &prompts.boxes);
     let script = options.script.as_deref().map(prompts::load_script).transpose()?.unwrap_or_default();
-    let source = match &input {
-        session::Input::Source(source) => source.clone(),
-        _ => Source::ClientFrames(proto::ClientFrames {}),
+    let (source, server_side) = match &input {
+        session::Input::Source(source) => (source.clone(), true),
+        _ => (Source::ClientFrames(proto::ClientFrames {}), false),
     };
     let mut outputs = overlay::Outputs::new(output_args.overlay.as_deref(), output_args.out_masks.as_deref())?;
+    // The overlay of a server-side source is drawn on the frames the masks belong to, which
+    // only the server has: it sends them along, at their own size.
+    let preview = (server_side && output_args.overlay.is_some()).then_some(proto::PreviewOptions {
+        max_side: *video::preview::MAX_SIDE_RANGE.end(),
+        quality: 90,
+        every_n_results: 1,
+    });
     let format = if outputs.wants_masks() { proto::MaskFormat::Png } else { proto::MaskFormat::CocoRle };
     let start = proto::StreamStart {
         source: Some(source),
@@ -178,6 +185,7 @@ async fn stream(client: SegmenterClient<tonic::transport::Channel>, input: sessi
         auto_mode: everything
             .everything
             .then(|| proto::AutoMode { options: Some(everything.options()), every_n_frames: options.every_n_frames }),
+        preview,
     };
     let plan = session::StreamPlan { input, initial: objects, script, start, max_frames: options.max_frames, seconds: options.seconds };
     let mut live = live::LiveStats::new(options.quiet);

@@ -198,7 +198,21 @@ pub fn write_image_outputs(
     Ok(())
 }
 
-/// A neutral canvas for results of server-side sources, whose frames the client never sees.
+/// A result's preview frame (BGR) at the frame's size, to draw its masks on.
+pub fn preview_frame(preview: &proto::PreviewFrame, width: u32, height: u32) -> anyhow::Result<Mat> {
+    let frame = imgcodecs::imdecode(&Vector::<u8>::from_slice(&preview.jpeg), imgcodecs::IMREAD_COLOR)?;
+    if frame.empty() {
+        bail!("undecodable preview frame");
+    }
+    if (frame.cols() as u32, frame.rows() as u32) == (width, height) {
+        return Ok(frame);
+    }
+    let mut sized = Mat::default();
+    imgproc::resize(&frame, &mut sized, Size::new(width as i32, height as i32), 0.0, 0.0, imgproc::INTER_LINEAR)?;
+    Ok(sized)
+}
+
+/// A neutral canvas for results of server-side sources without preview frames.
 pub fn canvas(width: u32, height: u32) -> anyhow::Result<Mat> {
     Ok(Mat::new_rows_cols_with_default(height as i32, width as i32, opencv::core::CV_8UC3, Scalar::all(96.0))?)
 }

@@ -1,6 +1,6 @@
 //! Streaming runs of `samstream client`: a local video file or camera sent frame by frame
 //! (each frame waits for its result, so every frame gets masks and the overlay has them all),
-//! or a server-side source / URI whose results are drawn on a neutral canvas.
+//! or a server-side source / URI whose results are drawn on the frames the server sends along.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::live::LiveStats;
-use super::overlay::{Outputs, canvas};
+use super::overlay::{Outputs, canvas, preview_frame};
 use super::prompts::TimedUpdate;
 use super::reconnect::Reconnects;
 use crate::proto::segmenter_client::SegmenterClient;
@@ -175,7 +175,8 @@ async fn push_frames(
     Ok(())
 }
 
-/// Watches a server-side source, drawing results on a neutral canvas; reconnects (with the
+/// Watches a server-side source, drawing results on the frames the server sends along (a
+/// neutral canvas without them); reconnects (with the
 /// prompts so far) when the stream ends with a status worth retrying, as behind a proxy it
 /// does when a replica dies or hands the source over.
 async fn view_source(
@@ -218,7 +219,10 @@ async fn view_source(
             last_frame = result.frame_id;
             received += 1;
             live.record(&result);
-            let mut frame = canvas(result.width, result.height)?;
+            let mut frame = match &result.preview {
+                Some(preview) => preview_frame(preview, result.width, result.height)?,
+                None => canvas(result.width, result.height)?,
+            };
             tokio::task::block_in_place(|| outputs.write(&mut frame, &result))?;
         };
         reconnects.after(ended).await?;

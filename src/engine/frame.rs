@@ -9,6 +9,7 @@ use opencv::core::Mat;
 
 use crate::model::{Embedding, ImageGeometry};
 use crate::telemetry::StageTimings;
+use crate::video::preview::PreviewCache;
 
 /// Where a frame came from.
 #[derive(Debug, Clone, Copy)]
@@ -36,4 +37,6 @@ pub struct EncodedFrame {
     pub embedding: Embedding,
     /// Capture, preprocess, upload, queue and encoder are filled.
     pub timings: StageTimings,
+    /// JPEGs of `pixels` for the viewers that ask for them, shared by all of them.
+    pub previews: PreviewCache,
 }

@@ -149,7 +149,7 @@ impl Engine {
         submit(&self.encode_jobs, job, "encoder", self.capacity)?;
         let encoded = answer.await.map_err(|_| EngineError::Stopped)??;
         timings += encoded.timings;
-        Ok(Arc::new(EncodedFrame { origin, geometry, pixels, embedding: encoded.embedding, timings }))
+        Ok(Arc::new(EncodedFrame { origin, geometry, pixels, embedding: encoded.embedding, timings, previews: Default::default() }))
     }
 
     /// Runs the prompt encoder + mask decoder for every object on one encoded frame, then what

@@ -35,6 +35,8 @@ pub enum PipelineError {
     Worker(String),
     #[error("the decoder kept no low-res logits to track the object with")]
     LowResMissing,
+    #[error("preview frame: {0}")]
+    Preview(String),
 }
 
 #[derive(Clone)]

@@ -127,6 +127,7 @@ pub fn frame_result(outcome: FrameOutcome) -> proto::FrameResult {
         auto_removed: outcome.auto.as_ref().map(|a| a.removed.clone()).unwrap_or_default(),
         auto_timing: outcome.auto.as_ref().map(|a| a.timings.to_proto()),
         auto_masks: outcome.auto.map(|a| a.masks.into_iter().map(|(m, id)| auto_mask(m, id)).collect()).unwrap_or_default(),
+        preview: outcome.preview.map(|p| proto::PreviewFrame { jpeg: p.jpeg.clone(), width: p.width, height: p.height }),
     }
 }
 
@@ -144,7 +145,7 @@ pub fn event(event: SessionEvent) -> proto::StreamEvent {
         EventKind::SourceMoved => proto::EventKind::SourceMoved,
         EventKind::Heartbeat => proto::EventKind::Heartbeat,
     };
-    proto::StreamEvent { kind: kind as i32, message: event.message }
+    proto::StreamEvent { kind: kind as i32, message: event.message, session_id: String::new() }
 }
 
 pub fn stream_response(output: SessionOutput) -> proto::StreamResponse {

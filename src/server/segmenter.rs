@@ -17,7 +17,7 @@ use crate::config::ServeConfig;
 use crate::model::Manifest;
 use crate::pipeline::{Pipeline, decode_image};
 use crate::proto;
-use crate::session::SourceHub;
+use crate::session::{SessionRegistry, SourceHub};
 use crate::video::{ImageLimits, UriAllowlist};
 
 pub struct Segmenter {
@@ -55,6 +55,7 @@ impl Segmenter {
             max_everything_prompts: config.limits.max_everything_prompts,
             replica,
             heartbeat: (config.stream_heartbeat_secs > 0.0).then(|| std::time::Duration::from_secs_f64(config.stream_heartbeat_secs)),
+            sessions: Arc::new(SessionRegistry::default()),
         };
         Self {
             pipeline,
@@ -124,6 +125,21 @@ impl proto::segmenter_server::Segmenter for Segmenter {
     async fn stream_segment(&self, request: Request<tonic::Streaming<proto::StreamRequest>>) -> Result<Response<ResponseStream>, Status> {
         let affinity = request.metadata().get(crate::cluster::AFFINITY_HEADER).cloned();
         self.streams.start(affinity.as_ref(), request.into_inner()).await.map(Response::new)
+    }
+
+    type OpenSessionStream = ResponseStream;
+
+    async fn open_session(&self, request: Request<proto::StreamStart>) -> Result<Response<ResponseStream>, Status> {
+        let affinity = request.metadata().get(crate::cluster::AFFINITY_HEADER).cloned();
+        self.streams.open(affinity.as_ref(), request.into_inner()).map(Response::new)
+    }
+
+    async fn update_session(
+        &self,
+        request: Request<proto::UpdateSessionRequest>,
+    ) -> Result<Response<proto::UpdateSessionResponse>, Status> {
+        let affinity = request.metadata().get(crate::cluster::AFFINITY_HEADER).cloned();
+        self.streams.update(affinity.as_ref(), request.into_inner()).await.map(Response::new).map_err(Status::from)
     }
 
     async fn list_sources(&self, _request: Request<proto::ListSourcesRequest>) -> Result<Response<proto::ListSourcesResponse>, Status> {

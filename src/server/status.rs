@@ -15,6 +15,9 @@ pub enum ApiError {
     /// A request field is wrong; `field` is its path, e.g. `objects[1].points[0].x`.
     #[error("{field}: {reason}")]
     InvalidArgument { field: String, reason: String },
+    /// A session could not apply a message; its text already names the field.
+    #[error("{0}")]
+    Rejected(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -93,7 +96,7 @@ impl From<PipelineError> for ApiError {
             PipelineError::Model(e) => e.into(),
             PipelineError::Mask(e) => e.into(),
             PipelineError::Image(e) => e.into(),
-            PipelineError::Worker(_) | PipelineError::LowResMissing => Self::Internal(e.to_string()),
+            PipelineError::Worker(_) | PipelineError::LowResMissing | PipelineError::Preview(_) => Self::Internal(e.to_string()),
         }
     }
 }
@@ -117,7 +120,7 @@ impl From<ApiError> for Status {
     fn from(e: ApiError) -> Self {
         let message = e.to_string();
         match e {
-            ApiError::InvalidArgument { .. } => Status::invalid_argument(message),
+            ApiError::InvalidArgument { .. } | ApiError::Rejected(_) => Status::invalid_argument(message),
             ApiError::NotFound(_) => Status::not_found(message),
             ApiError::PermissionDenied(_) => Status::permission_denied(message),
             ApiError::ResourceExhausted(_) => Status::resource_exhausted(message),

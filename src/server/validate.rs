@@ -9,7 +9,8 @@ use crate::model::everything::EverythingOptions;
 pub use crate::model::prompt::PromptLimits;
 use crate::model::{BoxPrompt, ObjectPrompt, PointPrompt, PromptLabel};
 use crate::proto;
-use crate::session::PromptUpdate;
+use crate::session::{PreviewRequest, PromptUpdate};
+use crate::video::preview::{self, PreviewSpec};
 
 /// `field` is the options' path, e.g. `mask_options` or `start.mask_options`.
 pub fn mask_options(field: &str, options: Option<&proto::MaskOptions>) -> Result<MaskOptions, ApiError> {
@@ -17,6 +18,29 @@ pub fn mask_options(field: &str, options: Option<&proto::MaskOptions>) -> Result
     let format = proto::MaskFormat::try_from(options.format)
         .map_err(|_| ApiError::invalid(format!("{field}.format"), format!("unknown mask format {}", options.format)))?;
     Ok(MaskOptions { format: convert::mask_format(format), multimask: options.multimask_output })
+}
+
+/// `field` is the options' path (`start.preview`); None when the client asked for no previews.
+pub fn preview(field: &str, options: Option<&proto::PreviewOptions>) -> Result<Option<PreviewRequest>, ApiError> {
+    let Some(options) = options else { return Ok(None) };
+    let max_side = match options.max_side {
+        0 => preview::DEFAULT_MAX_SIDE,
+        side if preview::MAX_SIDE_RANGE.contains(&side) => side,
+        side => {
+            let (low, high) = (preview::MAX_SIDE_RANGE.start(), preview::MAX_SIDE_RANGE.end());
+            let reason = format!("must be 0 (the default, {}) or {low}..={high}, got {side}", preview::DEFAULT_MAX_SIDE);
+            return Err(ApiError::invalid(format!("{field}.max_side"), reason));
+        }
+    };
+    let quality = match options.quality {
+        0 => preview::DEFAULT_QUALITY,
+        quality @ 1..=100 => quality,
+        quality => {
+            let reason = format!("must be 0 (the default, {}) or 1..=100, got {quality}", preview::DEFAULT_QUALITY);
+            return Err(ApiError::invalid(format!("{field}.quality"), reason));
+        }
+    };
+    Ok(Some(PreviewRequest { spec: PreviewSpec { max_side, quality }, every: u64::from(options.every_n_results.max(1)) }))
 }
 
 fn finite(field: impl FnOnce() -> String, value: f32) -> Result<f32, ApiError> {

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use crate::mask::MaskOptions;
 use crate::model::everything::EverythingOptions;
 use crate::video::ImageLimits;
+use crate::video::preview::PreviewSpec;
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -25,6 +26,16 @@ pub struct SessionConfig {
     pub replica: Option<String>,
     /// Send a heartbeat event when nothing else went out for this long (None: never).
     pub heartbeat: Option<Duration>,
+    /// JPEGs of the frames results belong to.
+    pub preview: Option<PreviewRequest>,
+}
+
+/// Previews of the session's frames.
+#[derive(Debug, Clone, Copy)]
+pub struct PreviewRequest {
+    pub spec: PreviewSpec,
+    /// Every how many results (1 = each).
+    pub every: u64,
 }
 
 /// The live automatic mode.

@@ -1,12 +1,16 @@
 //! What flows into and out of a session, in domain terms: the transport turns a client's
 //! messages into `SessionInput`s and `SessionOutput`s into messages.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::oneshot;
 
 use crate::model::ObjectPrompt;
 use crate::pipeline::{AutoMask, ObjectResult, PipelineError};
 use crate::telemetry::StageTimings;
 use crate::video::ImagePayload;
+use crate::video::preview::Preview;
 
 /// A prompt update whose prompts are already well-formed (checked against the image later).
 #[derive(Debug, Clone, Default)]
@@ -26,11 +30,19 @@ pub struct ClientFrame {
 }
 
 pub enum SessionInput {
-    Prompts(PromptUpdate, Instant),
+    /// `reply`, when set, hears whether the update was applied (after PROMPTS_APPLIED is sent).
+    Prompts { update: PromptUpdate, received_at: Instant, reply: Option<oneshot::Sender<Result<Applied, String>>> },
     /// A message that cannot be applied; the text names the field. The session goes on.
     Rejected(String),
     /// The client's stream broke; the session ends and the transport reports why.
     Abort,
+}
+
+/// A prompt update the session applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub revision: u64,
+    pub objects: usize,
 }
 
 pub enum SessionOutput {
@@ -53,6 +65,8 @@ pub struct FrameOutcome {
     pub frames_dropped: u64,
     /// The automatic mode's answer, on the frames it segmented.
     pub auto: Option<AutoOutcome>,
+    /// The frame's JPEG, when the session asked for previews and this result is on their cadence.
+    pub preview: Option<Arc<Preview>>,
 }
 
 /// Segment everything on a stream's frame.

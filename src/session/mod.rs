@@ -15,12 +15,16 @@ mod io;
 mod process;
 mod prompts;
 mod pump;
+mod registry;
 mod runner;
 mod source;
 pub mod tracking;
 
-pub use config::{AutoMode, SessionConfig};
+pub use config::{AutoMode, PreviewRequest, SessionConfig};
 pub use frame_slot::FrameSlot;
 pub use hub::{HubError, SourceHub, SourceInfo, Subscription};
-pub use io::{AutoOutcome, ClientFrame, EventKind, FrameOutcome, PromptUpdate, SessionError, SessionEvent, SessionInput, SessionOutput};
+pub use io::{
+    Applied, AutoOutcome, ClientFrame, EventKind, FrameOutcome, PromptUpdate, SessionError, SessionEvent, SessionInput, SessionOutput,
+};
+pub use registry::{Registration, SessionRegistry, Steering};
 pub use runner::{Outbound, SessionSource, run_session};

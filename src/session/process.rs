@@ -15,6 +15,7 @@ use crate::engine::{EncodedFrame, EngineError};
 use crate::model::prompt::check_inside;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::telemetry::StageTimings;
+use crate::video::preview::Preview;
 
 pub struct FrameProcessor {
     pipeline: Pipeline,
@@ -28,11 +29,22 @@ pub struct FrameProcessor {
     auto_ids: AutoIds,
     /// Frames processed (prompt updates aside), for the automatic mode's cadence.
     frames_seen: u64,
+    /// Results made so far, for the previews' cadence.
+    results: u64,
 }
 
 impl FrameProcessor {
     pub fn new(pipeline: Pipeline, config: SessionConfig, label: String) -> Self {
-        Self { pipeline, config, label, prompts: PromptState::default(), last_frame: None, auto_ids: AutoIds::default(), frames_seen: 0 }
+        Self {
+            pipeline,
+            config,
+            label,
+            prompts: PromptState::default(),
+            last_frame: None,
+            auto_ids: AutoIds::default(),
+            frames_seen: 0,
+            results: 0,
+        }
     }
 
     pub fn prompts(&self) -> &PromptState {
@@ -85,6 +97,7 @@ impl FrameProcessor {
         };
         self.prompts.record(&mut objects, geometry);
         let auto = if update.is_none() { self.segment_everything(&frame).instrument(span.clone()).await? } else { None };
+        let preview = self.preview(&frame, &mut timings).await?;
         timings.total = update.unwrap_or(frame.origin.grabbed_at).elapsed();
         timings.report(&span, "stream");
         let outcome = FrameOutcome {
@@ -97,9 +110,23 @@ impl FrameProcessor {
             prompt_revision: self.prompts.revision(),
             frames_dropped,
             auto,
+            preview,
         };
         self.last_frame = Some(frame);
         Ok(Some(outcome))
+    }
+
+    /// The frame's JPEG when the session asked for previews and this result is on their
+    /// cadence: the frame the masks were computed on, encoded once whoever else asks.
+    async fn preview(&mut self, frame: &Arc<EncodedFrame>, timings: &mut StageTimings) -> Result<Option<Arc<Preview>>, PipelineError> {
+        self.results += 1;
+        let Some(request) = self.config.preview else { return Ok(None) };
+        if !(self.results - 1).is_multiple_of(request.every.max(1)) {
+            return Ok(None);
+        }
+        let (preview, took) = frame.previews.get(&frame.pixels, request.spec).await.map_err(|e| PipelineError::Preview(e.to_string()))?;
+        timings.preview += took;
+        Ok(Some(preview))
     }
 
     /// The automatic mode on a newly processed frame, when its cadence says so; after the

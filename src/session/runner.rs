@@ -14,7 +14,7 @@ use super::feed::{Feed, Next};
 use super::frame_slot::FrameSlot;
 use super::heartbeat::Heartbeat;
 use super::hub::Subscription;
-use super::io::{EventKind, PromptUpdate, SessionError, SessionEvent, SessionInput, SessionOutput};
+use super::io::{Applied, EventKind, PromptUpdate, SessionError, SessionEvent, SessionInput, SessionOutput};
 use super::process::FrameProcessor;
 use crate::engine::EncodedFrame;
 use crate::pipeline::{Pipeline, PipelineError};
@@ -178,23 +178,39 @@ impl Session {
     /// `frames_dropped`: the feed's count now, for a result a prompt update makes.
     async fn on_input(&mut self, input: SessionInput, frames_dropped: u64) -> Result<(), Stop> {
         match input {
-            SessionInput::Prompts(update, received_at) => self.update_prompts(update, received_at, frames_dropped).await,
+            SessionInput::Prompts { update, received_at, reply } => {
+                let applied = self.update_prompts(update, received_at, frames_dropped).await?;
+                if let Some(reply) = reply {
+                    // The caller may have given up (deadline); the session goes on either way.
+                    let _ = reply.send(applied);
+                }
+                Ok(())
+            }
             SessionInput::Rejected(reason) => self.event(EventKind::Rejected, reason).await,
             // The transport ends the stream with the reason.
             SessionInput::Abort => Err(Stop::ClientGone),
         }
     }
 
-    async fn update_prompts(&mut self, update: PromptUpdate, received_at: Instant, frames_dropped: u64) -> Result<(), Stop> {
+    /// Applies the update and re-decodes the last frame with it; the inner result says whether
+    /// it was applied (or why not, naming the field), for whoever sent it.
+    async fn update_prompts(
+        &mut self,
+        update: PromptUpdate,
+        received_at: Instant,
+        frames_dropped: u64,
+    ) -> Result<Result<Applied, String>, Stop> {
         if let Err(reason) = self.processor.apply(update) {
-            return self.event(EventKind::Rejected, reason).await;
+            self.event(EventKind::Rejected, reason.clone()).await?;
+            return Ok(Err(reason));
         }
         let prompts = self.processor.prompts();
-        self.event(EventKind::PromptsApplied, format!("revision {}, {} objects", prompts.revision(), prompts.len())).await?;
-        match self.processor.last_frame() {
-            Some(frame) => self.process(frame, Some(received_at), frames_dropped).await,
-            None => Ok(()),
+        let applied = Applied { revision: prompts.revision(), objects: prompts.len() };
+        self.event(EventKind::PromptsApplied, format!("revision {}, {} objects", applied.revision, applied.objects)).await?;
+        if let Some(frame) = self.processor.last_frame() {
+            self.process(frame, Some(received_at), frames_dropped).await?;
         }
+        Ok(Ok(applied))
     }
 
     /// Decodes every object on `frame` and sends the result (see `FrameProcessor::process`).

@@ -20,6 +20,7 @@ macro_rules! stage_span {
             postprocess_us = tracing::field::Empty,
             download_us = tracing::field::Empty,
             nms_us = tracing::field::Empty,
+            preview_us = tracing::field::Empty,
             total_us = tracing::field::Empty,
         )
     };
@@ -29,11 +30,11 @@ use super::metrics::STAGE_DURATION;
 use crate::proto;
 
 /// Stage names in pipeline order, as spans, histograms and the tools name them.
-pub const STAGE_NAMES: [&str; 10] =
-    ["capture", "preprocess", "upload", "queue", "encoder", "decoder", "postprocess", "download", "nms", "total"];
+pub const STAGE_NAMES: [&str; 11] =
+    ["capture", "preprocess", "upload", "queue", "encoder", "decoder", "postprocess", "download", "nms", "preview", "total"];
 
 /// A `Timing` message's stages in `STAGE_NAMES` order, in microseconds.
-pub fn stage_values(t: &proto::Timing) -> [u64; 10] {
+pub fn stage_values(t: &proto::Timing) -> [u64; 11] {
     [
         t.capture_us,
         t.preprocess_us,
@@ -44,6 +45,7 @@ pub fn stage_values(t: &proto::Timing) -> [u64; 10] {
         t.postprocess_us,
         t.download_us,
         t.nms_us,
+        t.preview_us,
         t.total_us,
     ]
 }
@@ -68,6 +70,8 @@ pub struct StageTimings {
     pub download: Duration,
     /// Segment everything's duplicate removal across crops and small-region pass.
     pub nms: Duration,
+    /// The JPEG of the frame for viewers (streams that ask for previews).
+    pub preview: Duration,
     pub total: Duration,
 }
 
@@ -84,6 +88,7 @@ impl std::ops::AddAssign for StageTimings {
         self.postprocess += other.postprocess;
         self.download += other.download;
         self.nms += other.nms;
+        self.preview += other.preview;
         self.total += other.total;
     }
 }
@@ -100,6 +105,7 @@ impl StageTimings {
             + self.postprocess
             + self.download
             + self.nms
+            + self.preview
     }
 
     pub fn to_proto(&self) -> proto::Timing {
@@ -115,6 +121,7 @@ impl StageTimings {
             upload_us: us(self.upload),
             download_us: us(self.download),
             nms_us: us(self.nms),
+            preview_us: us(self.preview),
         }
     }
 
@@ -137,6 +144,7 @@ impl StageTimings {
         span.record("postprocess_us", t.postprocess_us);
         span.record("download_us", t.download_us);
         span.record("nms_us", t.nms_us);
+        span.record("preview_us", t.preview_us);
         span.record("total_us", t.total_us);
     }
 }

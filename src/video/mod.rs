@@ -5,6 +5,7 @@ pub mod config;
 mod grabber;
 mod image;
 mod pacing;
+pub mod preview;
 pub mod rtsp;
 mod uri;
 

@@ -74,9 +74,8 @@ pub struct StreamClient {
 }
 
 pub fn start(source: proto::stream_start::Source, track: bool, objects: Vec<proto::ObjectPrompt>) -> Vec<proto::StreamRequest> {
-    let mut messages = vec![proto::StreamRequest {
-        msg: Some(Req::Start(proto::StreamStart { source: Some(source), mask_options: None, max_fps: 0.0, track, auto_mode: None })),
-    }];
+    let mut messages =
+        vec![proto::StreamRequest { msg: Some(Req::Start(proto::StreamStart { source: Some(source), track, ..Default::default() })) }];
     if !objects.is_empty() {
         messages.push(prompts(objects, 1));
     }

@@ -36,7 +36,7 @@ pub async fn read(
         };
         let input = match (message.msg, &frames) {
             (Some(Msg::Prompts(update)), _) => match validate::prompt_update(update, &limits) {
-                Ok(update) => SessionInput::Prompts(update, Instant::now()),
+                Ok(update) => SessionInput::Prompts { update, received_at: Instant::now(), reply: None },
                 Err(e) => SessionInput::Rejected(e.to_string()),
             },
             (Some(Msg::Frame(frame)), Some(slot)) => {

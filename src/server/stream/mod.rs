@@ -1,13 +1,14 @@
-//! The gRPC side of StreamSegment. The first message (StreamStart) is validated into a
-//! session's source and configuration; the client's later messages become session inputs
-//! (`inbound`), the session's outputs become messages (`outbound`), and the stream ends with
-//! the status of whatever ended it.
+//! The gRPC side of sessions. A StreamStart (StreamSegment's first message, or OpenSession's
+//! request) is validated into a session's source and configuration; the client's later
+//! messages (`inbound`) and UpdateSession calls by the session's id become session inputs, the
+//! session's outputs become messages (`outbound`), and the stream ends with the status of
+//! whatever ended it.
 
 mod inbound;
 mod outbound;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Status;
@@ -21,7 +22,9 @@ use super::validate::{self, PromptLimits};
 use crate::cluster::{AFFINITY_HEADER, start_key};
 use crate::pipeline::Pipeline;
 use crate::proto;
-use crate::session::{AutoMode, FrameSlot, SessionConfig, SessionSource, SourceHub, run_session};
+use crate::session::{
+    AutoMode, FrameSlot, HubError, Registration, SessionConfig, SessionInput, SessionRegistry, SessionSource, SourceHub, run_session,
+};
 use crate::telemetry::metrics::AFFINITY_HEADER_MISSING;
 use crate::video::{ImageLimits, UriAllowlist};
 
@@ -44,48 +47,138 @@ pub struct Streams {
     /// This replica as the proxy knows it (None: a single server).
     pub replica: Option<String>,
     pub heartbeat: Option<Duration>,
+    /// Running sessions by id (UpdateSession).
+    pub sessions: Arc<SessionRegistry>,
+}
+
+/// A validated StreamStart: everything a session needs, its stream slot taken.
+struct Prepared {
+    source: SessionSource,
+    config: SessionConfig,
+    source_key: Option<String>,
+    permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Streams {
-    /// Validates the stream's first message (and the affinity header a proxy routed it by,
-    /// `affinity`), resolves its source and starts the session.
+    /// StreamSegment: validates the stream's first message (and the affinity header a proxy
+    /// routed it by, `affinity`), resolves its source and starts the session; the client's later
+    /// messages are its inputs.
     pub async fn start(
         &self,
         affinity: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
         mut requests: tonic::Streaming<proto::StreamRequest>,
     ) -> Result<ResponseStream, Status> {
         use proto::stream_request::Msg;
-        use proto::stream_start::Source;
         let first = requests.message().await.map_err(transport_status)?;
         let start = match first.and_then(|m| m.msg) {
             Some(Msg::Start(start)) => start,
             None => return Err(ApiError::invalid("start", "the stream ended before its StreamStart").into()),
             Some(_) => return Err(ApiError::invalid("start", "the first message must be StreamStart").into()),
         };
-        self.pipeline.engine().ensure_ready().map_err(ApiError::from)?;
+        let prepared = self.prepare(affinity, start, "start.")?;
+        let slot = match &prepared.source {
+            SessionSource::ClientFrames(slot) => Some(slot.clone()),
+            SessionSource::Shared(_) => None,
+        };
+        let (inputs_tx, inputs) = mpsc::channel(INPUT_CAPACITY);
+        // A shared source streams on after the client half-closes: its inputs stay open for
+        // steering by id. Client frames finish once the client's stream closes.
+        let keep_open = slot.is_none().then(|| inputs_tx.clone());
+        let registration = self.sessions.register(&inputs_tx, prepared.source_key.clone());
+        let (failure_tx, failure) = oneshot::channel();
+        let reader = tokio::spawn(inbound::read(requests, inputs_tx, slot, self.prompt_limits, failure_tx).in_current_span());
+        Ok(self.launch(prepared, inputs, registration, keep_open, Some(reader), failure))
+    }
+
+    /// OpenSession: the session StreamSegment would run for `start`, steered by its id only.
+    pub fn open(
+        &self,
+        affinity: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+        start: proto::StreamStart,
+    ) -> Result<ResponseStream, Status> {
+        if let Some(proto::stream_start::Source::ClientFrames(_)) = start.source {
+            return Err(ApiError::invalid("client_frames", "OpenSession cannot receive frames; push them on StreamSegment").into());
+        }
+        let prepared = self.prepare(affinity, start, "")?;
+        let (inputs_tx, inputs) = mpsc::channel(INPUT_CAPACITY);
+        let registration = self.sessions.register(&inputs_tx, prepared.source_key.clone());
+        let (_failure_tx, failure) = oneshot::channel();
+        Ok(self.launch(prepared, inputs, registration, Some(inputs_tx), None, failure))
+    }
+
+    /// UpdateSession: `update` applied to the session `session_id` names, as if its stream had
+    /// sent it; answers once the session applied it (or said why not).
+    pub async fn update(
+        &self,
+        affinity: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+        request: proto::UpdateSessionRequest,
+    ) -> Result<proto::UpdateSessionResponse, ApiError> {
+        const ENDED: &str = "session_id: no running session has this id (it ended, or never existed)";
+        if request.session_id.is_empty() {
+            return Err(ApiError::invalid("session_id", "required (the session_id of the session's STARTED event)"));
+        }
+        let steering = self.sessions.find(&request.session_id).ok_or_else(|| ApiError::NotFound(ENDED.into()))?;
+        if let (Some(header), Some(key)) = (affinity, &steering.source_key) {
+            let named = header.to_str().unwrap_or_default();
+            if named != key {
+                return Err(ApiError::invalid(
+                    AFFINITY_HEADER,
+                    format!("{named:?} names another source than the session's ({key:?}): the call may reach the wrong replica"),
+                ));
+            }
+        }
+        let update = validate::prompt_update(request.prompts.unwrap_or_default(), &self.prompt_limits)?;
+        let (reply, answer) = oneshot::channel();
+        let input = SessionInput::Prompts { update, received_at: Instant::now(), reply: Some(reply) };
+        steering.inputs.send(input).await.map_err(|_| ApiError::NotFound(ENDED.into()))?;
+        match answer.await {
+            Ok(Ok(applied)) => Ok(proto::UpdateSessionResponse { revision: applied.revision, objects: applied.objects as u32 }),
+            // The session's reason names the field (prompts.upsert...).
+            Ok(Err(reason)) => Err(ApiError::Rejected(reason)),
+            Err(_) => Err(ApiError::NotFound(ENDED.into())),
+        }
+    }
+
+    /// The checks and resolution every way into a session shares; `prefix` is the StreamStart's
+    /// path in the request (`start.` in StreamSegment, empty in OpenSession).
+    fn prepare(
+        &self,
+        affinity: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+        start: proto::StreamStart,
+        prefix: &str,
+    ) -> Result<Prepared, ApiError> {
+        use proto::stream_start::Source;
+        let field = |name: &str| format!("{prefix}{name}");
+        self.pipeline.engine().ensure_ready()?;
         if *self.closing.borrow() {
-            return Err(ApiError::Unavailable("the server is shutting down".into()).into());
+            return Err(ApiError::Unavailable("the server is shutting down".into()));
         }
         let permit = self.limit.admit()?;
-        let mask_options = validate::mask_options("start.mask_options", start.mask_options.as_ref())?;
+        let mask_options = validate::mask_options(&field("mask_options"), start.mask_options.as_ref())?;
         if !start.max_fps.is_finite() || start.max_fps < 0.0 {
-            return Err(ApiError::invalid("start.max_fps", format!("must be a finite number >= 0, got {}", start.max_fps)).into());
+            return Err(ApiError::invalid(field("max_fps"), format!("must be a finite number >= 0, got {}", start.max_fps)));
         }
+        let preview = validate::preview(&field("preview"), start.preview.as_ref())?;
         check_affinity(affinity, &start)?;
+        let source_key = start_key(&start);
+        let subscribed = |e: HubError| match e {
+            HubError::NotFound(_) => ApiError::NotFound(format!("{}: {e}", field("source_name"))),
+            e => e.into(),
+        };
         let source = match start.source {
-            None => return Err(ApiError::invalid("start.source", "one of source_name, client_frames or uri is required").into()),
-            Some(Source::SourceName(name)) => SessionSource::Shared(self.hub.subscribe(&name, start.max_fps).map_err(ApiError::from)?),
+            None => return Err(ApiError::invalid(field("source"), "one of source_name, client_frames or uri is required")),
+            Some(Source::SourceName(name)) => SessionSource::Shared(self.hub.subscribe(&name, start.max_fps).map_err(subscribed)?),
             Some(Source::ClientFrames(_)) => SessionSource::ClientFrames(Arc::new(FrameSlot::default())),
             Some(Source::Uri(uri)) => {
-                self.allowlist.check(&uri).map_err(|reason| ApiError::PermissionDenied(format!("start.uri: {reason}")))?;
-                SessionSource::Shared(self.hub.subscribe_uri(&uri, start.max_fps).map_err(ApiError::from)?)
+                self.allowlist.check(&uri).map_err(|reason| ApiError::PermissionDenied(format!("{}: {reason}", field("uri"))))?;
+                SessionSource::Shared(self.hub.subscribe_uri(&uri, start.max_fps).map_err(subscribed)?)
             }
         };
         let auto = match &start.auto_mode {
             None => None,
             Some(mode) => {
-                let options = validate::everything_options("start.auto_mode.options", mode.options.as_ref())?;
-                validate::everything_within_limit("start.auto_mode.options", &options, self.max_everything_prompts)?;
+                let options = validate::everything_options(&field("auto_mode.options"), mode.options.as_ref())?;
+                validate::everything_within_limit(&field("auto_mode.options"), &options, self.max_everything_prompts)?;
                 Some(AutoMode { options, every: u64::from(mode.every_n_frames.max(1)) })
             }
         };
@@ -99,23 +192,38 @@ impl Streams {
             closing: self.closing.clone(),
             replica: self.replica.clone(),
             heartbeat: self.heartbeat,
+            preview,
         };
-        let slot = match &source {
-            SessionSource::ClientFrames(slot) => Some(slot.clone()),
-            SessionSource::Shared(_) => None,
-        };
-        let (inputs_tx, inputs) = mpsc::channel(INPUT_CAPACITY);
+        Ok(Prepared { source, config, source_key, permit })
+    }
+
+    /// Runs the session on its own task. Its registration, `keep_open` and the stream's slot
+    /// live as long as it does; `reader` (the client's messages) is stopped when it ends.
+    fn launch(
+        &self,
+        prepared: Prepared,
+        inputs: mpsc::Receiver<SessionInput>,
+        registration: Registration,
+        keep_open: Option<mpsc::Sender<SessionInput>>,
+        reader: Option<tokio::task::JoinHandle<()>>,
+        failure: oneshot::Receiver<Status>,
+    ) -> ResponseStream {
+        let Prepared { source, config, permit, .. } = prepared;
         let (outputs_tx, outputs) = mpsc::channel(OUTPUT_CAPACITY);
-        let (failure_tx, failure) = oneshot::channel();
-        let reader = tokio::spawn(inbound::read(requests, inputs_tx, slot, self.prompt_limits, failure_tx).in_current_span());
+        let session_id = registration.id.clone();
         let pipeline = self.pipeline.clone();
-        tokio::spawn(async move {
-            run_session(pipeline, source, config, inputs, outputs_tx).await;
-            // Dropping the request stream completes the call even if the client never half-closes.
-            reader.abort();
-            drop(permit);
-        });
-        Ok(outbound::responses(outputs, failure))
+        tokio::spawn(
+            async move {
+                run_session(pipeline, source, config, inputs, outputs_tx).await;
+                // Dropping the request stream completes the call even if the client never half-closes.
+                if let Some(reader) = reader {
+                    reader.abort();
+                }
+                drop((registration, keep_open, permit));
+            }
+            .in_current_span(),
+        );
+        outbound::responses(outputs, failure, session_id)
     }
 }
 
