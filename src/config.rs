@@ -62,6 +62,10 @@ pub struct ServeConfig {
     #[serde(flatten)]
     pub cluster: ClusterOptions,
 
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub browser: BrowserOptions,
+
     /// Seconds of silence after which a stream gets a HEARTBEAT event, so that proxies (whose
     /// idle timeouts cut silent streams, HTTP/2 pings or not) keep it open; 0 = never.
     #[arg(long, env = "SAMSTREAM_STREAM_HEARTBEAT_SECS", default_value_t = 10.0)]
@@ -107,7 +111,8 @@ pub struct Limits {
     #[arg(long, env = "SAMSTREAM_MAX_POINTS", default_value_t = 32)]
     pub max_points_per_object: usize,
 
-    /// Most StreamSegment sessions at once; more get RESOURCE_EXHAUSTED at once.
+    /// Most live sessions (StreamSegment and OpenSession) at once; more get RESOURCE_EXHAUSTED
+    /// at once.
     #[arg(long, env = "SAMSTREAM_MAX_STREAMS", default_value_t = 64)]
     pub max_streams: usize,
 
@@ -170,6 +175,24 @@ pub struct TlsOptions {
     pub tls_client_ca: Option<PathBuf>,
 }
 
+/// Browsers: the viewer page, and which other sites' pages may call over gRPC-Web (always
+/// served on the gRPC port, beside native gRPC).
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct BrowserOptions {
+    /// Serve the browser viewer at http(s)://LISTEN/ (the gRPC port): pick a source, click to
+    /// segment, watch the latency.
+    #[arg(long, env = "SAMSTREAM_VIEWER")]
+    #[serde(default)]
+    pub viewer: bool,
+
+    /// An origin (scheme://host[:port]) whose pages may call this server over gRPC-Web (CORS);
+    /// repeat or separate with commas. None by default: only pages this server serves (the
+    /// viewer) may.
+    #[arg(long = "cors-origin", env = "SAMSTREAM_CORS_ORIGINS", value_delimiter = ',')]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cors_origins: Vec<String>,
+}
+
 /// Wraps `ServeConfig` alone, to read it from an argument list (tests, embedding).
 #[derive(clap::Parser)]
 struct ServeOnly {
@@ -211,6 +234,12 @@ impl ServeConfig {
         anyhow::ensure!(!self.runtime.ort_lib.as_os_str().is_empty(), "--ort-lib is required (flag, ORT_DYLIB_PATH or config file)");
         self.runtime.check().map_err(anyhow::Error::msg)?;
         self.cluster.check().map_err(anyhow::Error::msg)?;
+        for origin in &self.browser.cors_origins {
+            let well_formed = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && http::HeaderValue::from_str(origin).is_ok();
+            anyhow::ensure!(well_formed, "--cors-origin {origin:?}: expected scheme://host[:port], as a browser sends it in Origin");
+        }
         anyhow::ensure!(
             self.stream_heartbeat_secs.is_finite() && self.stream_heartbeat_secs >= 0.0,
             "--stream-heartbeat-secs must be >= 0, got {}",

@@ -168,7 +168,11 @@ async fn the_cpu_image_serves_on_loopback_as_its_non_root_user_and_carries_no_bu
 
     // The host network, but only loopback: the image listens on 0.0.0.0 by default.
     let (port, metrics_port) = (common::stream::free_port(), common::stream::free_port());
-    let env = [format!("SAMSTREAM_LISTEN=127.0.0.1:{port}"), format!("SAMSTREAM_METRICS_LISTEN=127.0.0.1:{metrics_port}")];
+    let env = [
+        format!("SAMSTREAM_LISTEN=127.0.0.1:{port}"),
+        format!("SAMSTREAM_METRICS_LISTEN=127.0.0.1:{metrics_port}"),
+        "SAMSTREAM_VIEWER=true".to_string(),
+    ];
     let child = container.run_command(&env, &command).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let mut serving = Serving { buildah: child, pid: None };
     let started = Instant::now();
@@ -216,19 +220,21 @@ async fn the_cpu_image_serves_on_loopback_as_its_non_root_user_and_carries_no_bu
     let response: Value = serde_json::from_str(&response).unwrap();
     assert_eq!((response["width"].clone(), response["objects"][0]["objectId"].clone()), (320.into(), 5.into()), "{response}");
 
-    let metrics = http_get_metrics(metrics_port);
+    let metrics = http_get(metrics_port, "/metrics");
     assert!(metrics.contains("samstream_encoder_runs_total"), "metrics on loopback: {metrics:.300}");
+    let page = http_get(port, "/");
+    assert!(page.starts_with("HTTP/1.1 200") && page.contains("<title>samstream viewer</title>"), "the viewer: {page:.300}");
 
     let tools = build_tools_in(&container);
     assert!(tools.is_empty(), "the runtime image carries build tools: {tools:?}");
     eprintln!("{image} is {} (build tools: none, torch: none)", image_size(&image));
 }
 
-/// GET /metrics over a plain TCP socket (no HTTP client crate in the dev-dependencies).
-fn http_get_metrics(port: u16) -> String {
+/// GET `path` over a plain TCP socket (no HTTP client crate in the dev-dependencies).
+fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
     let mut body = String::new();
     stream.read_to_string(&mut body).unwrap();
     body

@@ -12,6 +12,7 @@ mod startup;
 mod status;
 mod stream;
 pub mod validate;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 
-use super::{SERVICE_NAME, auth, layers, logging};
+use super::{SERVICE_NAME, auth, layers, logging, web};
 use crate::config::ServeConfig;
 use crate::engine::{Engine, ModelLoader};
 use crate::model::{DataPath, Manifest, ModelError, Preprocessor, RuntimeOptions};
@@ -116,8 +116,8 @@ pub async fn shutdown_sequence(
 }
 
 /// Serves the services behind their layers on `listener` until `stop` resolves: request
-/// logging (outermost, so it sees every refusal), the size-limit status rewrite,
-/// authentication; health, reflection (v1 for current tools, v1alpha for grpcurl 1.8 and
+/// logging (outermost, so it sees every refusal), the viewer's files, CORS for the allowed
+/// origins, gRPC-Web, the size-limit status rewrite, authentication; health, reflection (v1 for current tools, v1alpha for grpcurl 1.8 and
 /// Postman) and the Segmenter.
 pub fn serve(
     config: &ServeConfig,
@@ -135,12 +135,17 @@ pub fn serve(
         Some(path) => auth::AuthLayer::from_file(path)?,
         None => auth::AuthLayer::default(),
     };
-    let mut builder = tonic::transport::Server::builder();
+    // HTTP/1.1 for gRPC-Web and the viewer's files; gRPC itself stays on HTTP/2.
+    let mut builder = tonic::transport::Server::builder().accept_http1(true);
     if let Some(tls) = tls_config(config)? {
         builder = builder.tls_config(tls)?;
     }
     let router = builder
         .layer(logging::RequestLogLayer)
+        // Before gRPC-Web, which refuses every request that is not gRPC.
+        .layer(web::ViewerLayer { enabled: config.browser.viewer })
+        .layer(tower::util::option_layer(web::cors(&config.browser.cors_origins)))
+        .layer(tonic_web::GrpcWebLayer::new())
         .layer(tower::util::MapResponseLayer::new(layers::oversized_message_is_resource_exhausted))
         .layer(auth)
         .add_service(health)

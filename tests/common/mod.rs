@@ -34,6 +34,11 @@ pub fn python() -> PathBuf {
     env_path("SAMSTREAM_PYTHON")
 }
 
+/// The python with Selenium (the browser viewer's test).
+pub fn browser_python() -> PathBuf {
+    env_path("SAMSTREAM_BROWSER_PYTHON")
+}
+
 pub fn parity_dir() -> PathBuf {
     model_dir().join("parity")
 }

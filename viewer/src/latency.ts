@@ -1,0 +1,82 @@
+// The latency panel's numbers: each stage's p50/p99 over the recent results (from the server's
+// Timing), results per second, total latency over the last minute, and the click-to-mask time
+// this page measures itself (from the click to the first result that reflects it).
+import type { Timing } from "./gen/samstream/v1/samstream_pb";
+
+export const STAGES = ["capture", "preprocess", "upload", "queue", "encoder", "decoder", "postprocess", "download", "preview", "total"] as const;
+type Stage = (typeof STAGES)[number];
+const KEEP = 300;
+
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+function stageMs(timing: Timing, stage: Stage): number {
+  const us: Record<Stage, bigint> = {
+    capture: timing.captureUs, preprocess: timing.preprocessUs, upload: timing.uploadUs, queue: timing.queueUs,
+    encoder: timing.encoderUs, decoder: timing.decoderUs, postprocess: timing.postprocessUs,
+    download: timing.downloadUs, preview: timing.previewUs, total: timing.totalUs,
+  };
+  return Number(us[stage]) / 1000;
+}
+
+export class Latency {
+  readonly stages = new Map<Stage, number[]>(STAGES.map((s) => [s, []]));
+  /** (arrival time, total ms) of the last minute's results. */
+  readonly totals: [number, number][] = [];
+  readonly clickToMask: number[] = [];
+  private pending: { revision: bigint; at: number }[] = [];
+
+  /** `redecode`: a prompt update's result on a frame already shown (decoder only), which
+   * counts for click-to-mask but not in the stages or results per second of new frames. */
+  result(timing: Timing | undefined, revision: bigint, redecode: boolean, now = performance.now()): void {
+    if (timing && !redecode) {
+      for (const stage of STAGES) push(this.stages.get(stage)!, stageMs(timing, stage));
+      this.totals.push([now, stageMs(timing, "total")]);
+    }
+    while (this.totals.length > 0 && now - this.totals[0][0] > 60_000) this.totals.shift();
+    // The first result at or past a click's revision shows its mask.
+    const answered = this.pending.filter((c) => revision >= c.revision);
+    for (const click of answered) push(this.clickToMask, now - click.at);
+    this.pending = this.pending.filter((c) => revision < c.revision);
+  }
+
+  clicked(revision: bigint, at = performance.now()): void {
+    this.pending.push({ revision, at });
+  }
+
+  /** Results per second over the last five seconds. */
+  rate(now = performance.now()): number {
+    const recent = this.totals.filter(([t]) => now - t <= 5000);
+    if (recent.length < 2) return 0;
+    return (recent.length - 1) / ((recent[recent.length - 1][0] - recent[0][0]) / 1000 || 1);
+  }
+}
+
+function push(values: number[], value: number): void {
+  values.push(value);
+  if (values.length > KEEP) values.shift();
+}
+
+/** Total latency over the last minute as a line, the newest on the right. */
+export function drawChart(canvas: HTMLCanvasElement, totals: [number, number][], now = performance.now()): void {
+  const ctx = canvas.getContext("2d")!;
+  const { width, height } = canvas;
+  ctx.clearRect(0, 0, width, height);
+  if (totals.length === 0) return;
+  const top = Math.max(10, ...totals.map(([, ms]) => ms)) * 1.1;
+  ctx.strokeStyle = "#4fa3ff";
+  ctx.beginPath();
+  totals.forEach(([t, ms], i) => {
+    const x = width - ((now - t) / 60_000) * width;
+    const y = height - (ms / top) * (height - 12);
+    if (i === 0) ctx.moveTo(x, y);
+    else ctx.lineTo(x, y);
+  });
+  ctx.stroke();
+  ctx.fillStyle = "#9aa3ad";
+  ctx.font = "10px system-ui, sans-serif";
+  ctx.fillText(`total, last minute (max ${top.toFixed(0)} ms)`, 4, 10);
+}

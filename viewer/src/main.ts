@@ -1,0 +1,278 @@
+// The viewer page: pick a source, watch its frames with every object's mask, click to prompt,
+// read the latency. Everything goes over gRPC-Web to the server that serves this page.
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { EventKind, type FrameResult, MaskFormat, Segmenter, type StreamEvent, SourceStatus } from "./gen/samstream/v1/samstream_pb";
+import { Latency, STAGES, drawChart, percentile } from "./latency";
+import { colourOf, cssColour, drawOverlay, drawables } from "./masks";
+import { PromptBook, type PromptUpdateInit } from "./prompts";
+import { LiveSession, type SessionView, type StreamStartInit } from "./session";
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const frameCanvas = $<HTMLCanvasElement>("frame");
+const overlay = $<HTMLCanvasElement>("overlay");
+
+const client = createClient(Segmenter, createGrpcWebTransport({ baseUrl: location.origin }));
+const book = new PromptBook();
+const latency = new Latency();
+/** Multimask: the candidate shown per object. */
+const chosen = new Map<number, number>();
+const events: string[] = [];
+let session: LiveSession | null = null;
+let lastResult: FrameResult | null = null;
+let framesDrawn = 0;
+let drawing = 0;
+let status = { text: "not connected", kind: "" };
+
+function headers(sourceKey?: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const token = $<HTMLInputElement>("token").value.trim();
+  if (token) out.authorization = `Bearer ${token}`;
+  // A consistent-hash proxy sends every viewer of a source to the replica that encodes it.
+  if (sourceKey) out["x-samstream-source"] = sourceKey;
+  return out;
+}
+
+function setStatus(text: string, kind: "" | "warn" | "error" = ""): void {
+  status = { text, kind };
+  const element = $("status");
+  element.textContent = text;
+  element.className = `status ${kind}`;
+}
+
+function showError(error: unknown): void {
+  const e = ConnectError.from(error);
+  if (e.code === Code.Unauthenticated) setStatus(`UNAUTHENTICATED: this server needs a bearer token (${e.rawMessage})`, "error");
+  else setStatus(`${Code[e.code]}: ${e.rawMessage}`, "error");
+}
+
+/** A URI as the server keys it: without credentials. */
+function withoutUserinfo(uri: string): string {
+  const scheme = uri.indexOf("://");
+  if (scheme < 0) return uri;
+  const rest = uri.slice(scheme + 3);
+  const end = rest.search(/[/?#]/);
+  const authority = end < 0 ? rest : rest.slice(0, end);
+  const at = authority.lastIndexOf("@");
+  return at < 0 ? uri : uri.slice(0, scheme + 3) + rest.slice(at + 1);
+}
+
+async function loadModel(): Promise<void> {
+  try {
+    const info = await client.getModelInfo({}, { headers: headers() });
+    $("model").textContent = `${info.name} · ${info.executionProvider} · ${info.precision} · ${info.provenance}`;
+    const warning = $("model-warning");
+    warning.hidden = info.meaningfulMasks;
+    warning.textContent = "Random weights: the masks mean nothing (the official checkpoint was not available when the model was exported).";
+  } catch (error) {
+    showError(error);
+  }
+}
+
+/** `quiet`: the periodic refresh, which leaves the status line to the session. */
+async function loadSources(quiet = false): Promise<void> {
+  try {
+    const { sources } = await client.listSources({}, { headers: headers() });
+    const select = $<HTMLSelectElement>("source");
+    const keep = select.value;
+    select.replaceChildren(...sources.map((s) => {
+      const option = document.createElement("option");
+      option.value = s.name;
+      const size = s.width ? ` ${s.width}x${s.height}` : "";
+      option.textContent = `${s.name} (${SourceStatus[s.status].toLowerCase()}${size})`;
+      return option;
+    }));
+    if (sources.some((s) => s.name === keep)) select.value = keep;
+    if (status.kind === "error" && !session) setStatus(sources.length ? "pick a source and press Watch" : "the server has no sources; enter an allowed URI");
+  } catch (error) {
+    if (!quiet) showError(error);
+  }
+}
+
+const view: SessionView = {
+  result(result) {
+    latency.result(result.timing, result.promptRevision, lastResult !== null && result.frameId === lastResult.frameId);
+    lastResult = result;
+    void draw(result);
+  },
+  event(event: StreamEvent) {
+    events.unshift(`${EventKind[event.kind]}: ${event.message}`);
+    events.length = Math.min(events.length, 50);
+    $("events").replaceChildren(...events.map((e) => Object.assign(document.createElement("li"), { textContent: e })));
+    if ([EventKind.SOURCE_LOST, EventKind.SOURCE_RECONNECTING, EventKind.SOURCE_MOVED, EventKind.REJECTED].includes(event.kind)) {
+      setStatus(`${EventKind[event.kind]}: ${event.message}`, "warn");
+    } else if (event.kind === EventKind.SOURCE_CONNECTED) {
+      setStatus(`live: ${event.message}`);
+    }
+  },
+  state(state, detail) {
+    const kind = state === "refused" ? "error" : state === "reconnecting" ? "warn" : "";
+    setStatus(state === "live" ? `live: ${detail}` : `${state}: ${detail}`, kind);
+  },
+};
+
+/** Draws a result's frame (its preview) and its masks together; a newer result wins. */
+async function draw(result: FrameResult): Promise<void> {
+  const ticket = ++drawing;
+  const bitmap = result.preview ? await createImageBitmap(new Blob([result.preview.jpeg as BlobPart], { type: "image/jpeg" })) : null;
+  if (ticket !== drawing) return;
+  if (bitmap) {
+    if (frameCanvas.width !== result.width || frameCanvas.height !== result.height) {
+      frameCanvas.width = result.width;
+      frameCanvas.height = result.height;
+    }
+    frameCanvas.getContext("2d")!.drawImage(bitmap, 0, 0, result.width, result.height);
+    framesDrawn++;
+  }
+  drawOverlay(overlay, result.width, result.height, drawables(result, chosen));
+  drawPrompts();
+  const age = result.timestampUs > 0n ? `${Math.max(0, Date.now() - Number(result.timestampUs) / 1000).toFixed(0)} ms` : "n/a";
+  $("frame-info").textContent = `frame ${result.frameId} · age ${age} · dropped ${result.framesDropped} · revision ${result.promptRevision} · ${result.objects.length} objects`;
+  renderObjects();
+  renderLatency();
+}
+
+/** The clicked points on top of the masks: green positive, red negative. */
+function drawPrompts(): void {
+  const ctx = overlay.getContext("2d")!;
+  const radius = Math.max(3, overlay.width / 200);
+  for (const object of book.objects.values()) {
+    for (const p of object.points) {
+      ctx.fillStyle = p.positive ? "#3ddc84" : "#ff5252";
+      ctx.beginPath();
+      ctx.arc(p.x, p.y, radius, 0, 2 * Math.PI);
+      ctx.fill();
+    }
+  }
+}
+
+function renderObjects(): void {
+  const list = $("objects");
+  list.replaceChildren(...[...book.objects.values()].map((object) => {
+    const item = document.createElement("li");
+    const found = lastResult?.objects.find((o) => o.objectId === object.id);
+    const swatch = Object.assign(document.createElement("span"), { className: "swatch" });
+    swatch.style.background = cssColour(colourOf(object.id));
+    const detail = found ? `area ${found.area} · IoU ${found.score.toFixed(2)}` : "waiting for a mask";
+    item.append(swatch, `#${object.id} · ${object.points.length} points${object.box ? " + box" : ""} · ${detail}`);
+    item.className = object.id === book.selected ? "selected" : "";
+    item.dataset.objectId = String(object.id);
+    item.onclick = () => { book.selected = object.id; renderObjects(); };
+    return item;
+  }));
+  const candidates = $("candidates");
+  const selected = lastResult?.objects.find((o) => o.objectId === book.selected);
+  candidates.hidden = !selected || selected.candidates.length === 0;
+  if (selected && selected.candidates.length) {
+    candidates.replaceChildren(...selected.candidates.map((c, k) => {
+      const button = Object.assign(document.createElement("button"), { type: "button", textContent: `${k + 1}: IoU ${c.score.toFixed(2)}` });
+      button.className = (chosen.get(selected.objectId) ?? 0) === k ? "chosen" : "";
+      button.onclick = () => { chosen.set(selected.objectId, k); if (lastResult) void draw(lastResult); };
+      return button;
+    }));
+  }
+}
+
+let latencyShown = 0;
+function renderLatency(): void {
+  const now = performance.now();
+  if (now - latencyShown < 250) return;
+  latencyShown = now;
+  $("stages").querySelector("tbody")!.replaceChildren(...STAGES.map((stage) => {
+    const values = latency.stages.get(stage)!;
+    const row = document.createElement("tr");
+    row.dataset.stage = stage;
+    for (const text of [stage, percentile(values, 50).toFixed(1), percentile(values, 99).toFixed(1)]) {
+      row.append(Object.assign(document.createElement("td"), { textContent: text }));
+    }
+    return row;
+  }));
+  const clicks = latency.clickToMask;
+  const click = clicks.length ? `click-to-mask p50 ${percentile(clicks, 50).toFixed(0)} ms, p99 ${percentile(clicks, 99).toFixed(0)} ms (${clicks.length})` : "click-to-mask: click on the frame";
+  $("rates").textContent = `${latency.rate(now).toFixed(1)} results/s · ${click}`;
+  drawChart($<HTMLCanvasElement>("chart"), latency.totals, now);
+}
+
+function watch(): void {
+  session?.stop();
+  const uri = $<HTMLInputElement>("uri").value.trim();
+  const name = $<HTMLSelectElement>("source").value;
+  if (!uri && !name) return setStatus("pick a source or enter a URI", "warn");
+  const start: StreamStartInit = {
+    source: uri ? { case: "uri", value: uri } : { case: "sourceName", value: name },
+    maskOptions: { format: MaskFormat.COCO_RLE, multimaskOutput: $<HTMLInputElement>("multimask").checked },
+    track: $<HTMLInputElement>("track").checked,
+    preview: { maxSide: 1280, quality: 80 },
+    autoMode: $<HTMLInputElement>("auto").checked ? { everyNFrames: 3, options: { pointsPerSide: 16 } } : undefined,
+  };
+  const key = uri ? withoutUserinfo(uri) : name;
+  const running = new LiveSession(client, start, () => headers(key), book, view);
+  session = running;
+  void running.run();
+}
+
+function send(update: PromptUpdateInit | null): void {
+  if (!update) return;
+  latency.clicked(update.revision as bigint);
+  renderObjects();
+  if (lastResult) drawOverlay(overlay, lastResult.width, lastResult.height, drawables(lastResult, chosen));
+  drawPrompts();
+  // Without a session the update waits for the next one's replay.
+  session?.update(update).catch((error) => { if (session?.sessionId) showError(error); });
+}
+
+/** Frame pixels under a mouse event on the overlay. */
+function framePoint(event: MouseEvent): { x: number; y: number } {
+  const rect = overlay.getBoundingClientRect();
+  return { x: ((event.clientX - rect.left) / rect.width) * overlay.width, y: ((event.clientY - rect.top) / rect.height) * overlay.height };
+}
+
+let pressed: { x: number; y: number; shift: boolean } | null = null;
+overlay.addEventListener("mousedown", (event) => { pressed = { ...framePoint(event), shift: event.shiftKey }; });
+overlay.addEventListener("mouseup", (event) => {
+  if (!pressed) return;
+  const end = framePoint(event);
+  const start = pressed;
+  pressed = null;
+  const dragged = Math.hypot(end.x - start.x, end.y - start.y) > Math.max(6, overlay.width / 100);
+  if (dragged) {
+    send(book.setBox({ x0: Math.min(start.x, end.x), y0: Math.min(start.y, end.y), x1: Math.max(start.x, end.x), y1: Math.max(start.y, end.y) }));
+  } else {
+    send(book.addPoint(end.x, end.y, !(start.shift || event.shiftKey)));
+  }
+});
+
+$("connect").onclick = watch;
+$("disconnect").onclick = () => { session?.stop(); session = null; };
+$("refresh").onclick = () => { void loadModel(); void loadSources(); };
+$("token").onchange = () => { void loadModel(); void loadSources(); };
+$("new-object").onclick = () => { book.newObject(); renderObjects(); };
+$("delete-object").onclick = () => send(book.removeSelected());
+$("clear").onclick = () => { chosen.clear(); send(book.clear()); };
+for (const id of ["track", "multimask", "auto"]) $(id).onchange = () => { if (session) watch(); };
+
+/** What the page shows, for tests and for debugging from the console. */
+(window as unknown as { samstreamViewer: object }).samstreamViewer = {
+  snapshot: () => ({
+    status: status.text,
+    statusKind: status.kind,
+    sessionId: session?.sessionId ?? "",
+    framesDrawn,
+    frameId: Number(lastResult?.frameId ?? 0n),
+    revision: Number(lastResult?.promptRevision ?? 0n),
+    width: lastResult?.width ?? 0,
+    height: lastResult?.height ?? 0,
+    objects: (lastResult?.objects ?? []).map((o) => ({ id: o.objectId, area: Number(o.area), score: o.score, bbox: o.bbox, candidates: o.candidates.length })),
+    autoMasks: lastResult?.autoMasks.length ?? 0,
+    stages: Object.fromEntries(STAGES.map((s) => [s, percentile(latency.stages.get(s)!, 50)])),
+    resultsPerSecond: latency.rate(),
+    clickToMask: [...latency.clickToMask],
+    events: [...events],
+    selected: book.selected,
+  }),
+};
+
+void loadModel();
+void loadSources();
+// Source statuses change (connected, reconnecting, idle): keep the list current.
+setInterval(() => void loadSources(true), 5000);
