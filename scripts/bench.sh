@@ -113,3 +113,4 @@ step "criterion: preprocess, postprocess, mask encodings"
 "$SAMSTREAM_PYTHON" "$SAMSTREAM_ROOT/bench/report.py" "$work" --criterion-dir "$CARGO_TARGET_DIR/criterion" \
   --model-dir "$SAMSTREAM_MODEL_DIR" --command "${BENCH_COMMAND:-make bench}" --out "$OUT"
 bash "$SAMSTREAM_ROOT/scripts/bench_proxy.sh"
+bash "$SAMSTREAM_ROOT/scripts/bench_viewer.sh"

@@ -27,11 +27,14 @@ export class Latency {
   /** (arrival time, total ms) of the last minute's results. */
   readonly totals: [number, number][] = [];
   readonly clickToMask: number[] = [];
+  /** Results of new frames so far (prompt updates' re-decodes aside). */
+  frames = 0;
   private pending: { revision: bigint; at: number }[] = [];
 
   /** `redecode`: a prompt update's result on a frame already shown (decoder only), which
    * counts for click-to-mask but not in the stages or results per second of new frames. */
   result(timing: Timing | undefined, revision: bigint, redecode: boolean, now = performance.now()): void {
+    if (!redecode) this.frames++;
     if (timing && !redecode) {
       for (const stage of STAGES) push(this.stages.get(stage)!, stageMs(timing, stage));
       this.totals.push([now, stageMs(timing, "total")]);

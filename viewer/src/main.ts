@@ -265,6 +265,8 @@ for (const id of ["track", "multimask", "auto"]) $(id).onchange = () => { if (se
     objects: (lastResult?.objects ?? []).map((o) => ({ id: o.objectId, area: Number(o.area), score: o.score, bbox: o.bbox, candidates: o.candidates.length })),
     autoMasks: lastResult?.autoMasks.length ?? 0,
     stages: Object.fromEntries(STAGES.map((s) => [s, percentile(latency.stages.get(s)!, 50)])),
+    stagesP99: Object.fromEntries(STAGES.map((s) => [s, percentile(latency.stages.get(s)!, 99)])),
+    frameResults: latency.frames,
     resultsPerSecond: latency.rate(),
     clickToMask: [...latency.clickToMask],
     events: [...events],

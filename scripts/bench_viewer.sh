@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The browser viewer, measured: one server with --viewer reading a looping 1280x720 clip; the
+# page in headless Chromium (bench/viewer_bench.py) clicks CLICKS times on the running video,
+# timing click to mask itself, then watches for SECS; the CLI watches the same source for as
+# long; and the decoder-only prompt update is measured on a 1280x720 JPEG. Writes the viewer
+# section of BENCHMARKS.md: the preview JPEG's cost per frame (the server's stage), click to
+# mask against the prompt update (goal: at most 30 ms more), results/s of the viewer and the
+# CLI (goal: equal).
+#
+#   bash scripts/bench_viewer.sh      (make bench runs it too)   CLICKS=24 SECS=20
+set -euo pipefail
+source "$(dirname "$0")/setup.sh"
+CLICKS=${CLICKS:-24}
+SECS=${SECS:-20}
+OUT=${BENCH_OUT:-$SAMSTREAM_ROOT/BENCHMARKS.md}
+work=$(mktemp -d)
+cleanup() {
+  [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+step() { echo "[bench-viewer] $*" >&2; }
+
+ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=1 -frames:v 1 -q:v 3 "$work/frame.jpg"
+ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=10 -t 10 -pix_fmt yuv420p "$work/clip.mp4"
+printf '[[source]]\nname = "clip"\nkind = "file"\npath = "%s"\nloop = true\n' "$work/clip.mp4" >"$work/sources.toml"
+start_samstream "$work/server.log" --viewer --sources "$work/sources.toml" --source-grace-secs 1
+"$SAMSTREAM_BIN" client source clip --server "http://$SERVER_ADDR" --max-frames 1 --quiet >/dev/null
+
+step "decoder-only prompt updates on a 1280x720 JPEG"
+"$SAMSTREAM_BIN" bench --server "http://$SERVER_ADDR" --rpc prompt-update --requests 20 --objects 1 --image "$work/frame.jpg" --json >"$work/prompt.json"
+step "the viewer in Chromium: $CLICKS clicks, then ${SECS} s of watching"
+"$SAMSTREAM_BROWSER_PYTHON" "$SAMSTREAM_ROOT/bench/viewer_bench.py" --url "http://$SERVER_ADDR/" --source clip \
+  --clicks "$CLICKS" --seconds "$SECS" >"$work/viewer.json"
+step "the CLI on the same source for ${SECS} s"
+"$SAMSTREAM_BIN" bench --server "http://$SERVER_ADDR" --rpc stream --source clip --objects 1 --seconds "$SECS" --json >"$work/cli.json"
+
+"$SAMSTREAM_PYTHON" - "$work" "$OUT" "$SAMSTREAM_ROOT/bench" "$CLICKS" "$SECS" <<'PY'
+import json, statistics, sys
+from pathlib import Path
+
+work, out, clicks, secs = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[4], sys.argv[5]
+viewer = json.loads((work / "viewer.json").read_text())
+cli = json.loads((work / "cli.json").read_text())
+prompt = json.loads((work / "prompt.json").read_text())
+sys.path.insert(0, sys.argv[3])
+from sections import replace
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+clicked = viewer["click_to_mask_ms"]
+update_p50 = prompt["stages_ms"]["total"]["p50"]
+click_p50 = statistics.median(clicked)
+met = "met" if click_p50 <= update_p50 + 30 else "not met"
+rate_ratio = viewer["results_per_second"] / cli["per_second"] if cli["per_second"] else float("nan")
+rows = [
+    "| | p50 | p99 | goal |",
+    "| --- | ---: | ---: | --- |",
+    f"| preview JPEG per frame, {viewer['frame'][0]}x{viewer['frame'][1]} (server's stage, ms) | {viewer['stages_p50_ms']['preview']:.2f} | {viewer['stages_p99_ms']['preview']:.2f} | |",
+    f"| decoder-only prompt update (`samstream bench --rpc prompt-update`, ms) | {update_p50:.1f} | {prompt['stages_ms']['total']['p99']:.1f} | |",
+    f"| click to mask in the browser, {len(clicked)} clicks (ms) | {click_p50:.1f} | {pct(clicked, 99):.1f} | ≤ prompt update + 30 ms: {met} ({click_p50 - update_p50:+.1f} ms) |",
+    f"| results/s, viewer / CLI on the same source | {viewer['results_per_second']:.2f} / {cli['per_second']:.2f} | | equal: ratio {rate_ratio:.2f} |",
+]
+section = "\n".join([
+    "## The browser viewer",
+    "",
+    f"`bash scripts/bench_viewer.sh` (part of `make bench`): `samstream serve --viewer` reading a looping {viewer['frame'][0]}x{viewer['frame'][1]} clip; "
+    f"the page in headless Chromium clicks {clicks} times on the running video (each click waits for its mask; the page times "
+    f"it from the click to the first result at its revision, so gRPC-Web, the decoder, the preview and drawing are in it), then "
+    f"watches for {secs} s; the CLI watches the same source for as long. One object throughout.",
+    "",
+    *rows,
+])
+print(section)
+replace(out, "viewer", section)
+PY
