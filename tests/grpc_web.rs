@@ -156,3 +156,26 @@ async fn without_flags_no_origin_is_granted_and_no_page_is_served() {
     let answer = call(&base, "GetModelInfo", &grpc_web_frame(&[]));
     assert_eq!(answer.grpc_status().map(|s| s.0), Some(0), "{}", answer.headers);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_and_grpc_web_pass_through_envoy() {
+    let mut config = common::config();
+    config.browser.viewer = true;
+    let server = common::start_server(config).await;
+    let envoy = tokio::task::spawn_blocking({
+        let replica = server.addr.to_string();
+        move || common::envoy::Envoy::start(&[replica], &[])
+    })
+    .await
+    .unwrap();
+    let base = envoy.url();
+    // deploy/envoy/envoy.yaml as it is: the page and its gRPC-Web calls (with the affinity
+    // header the page sends) reach the replica over the same listener as native gRPC.
+    let page = curl("GET", &format!("{base}/"), &[], None);
+    assert!(page.headers.starts_with("HTTP/1.1 200"), "{}\n{}", page.headers, envoy.log());
+    assert!(String::from_utf8_lossy(&page.body).contains("<title>samstream viewer</title>"));
+    let headers = [("content-type", "application/grpc-web+proto"), ("x-grpc-web", "1"), ("x-samstream-source", "lobby")];
+    let answer = curl("POST", &format!("{base}/samstream.v1.Segmenter/GetModelInfo"), &headers, Some(&grpc_web_frame(&[])));
+    assert_eq!(answer.grpc_status().map(|s| s.0), Some(0), "{}\n{}", answer.headers, envoy.log());
+    assert_eq!(proto::ModelInfo::decode(answer.frames()[0].1.as_slice()).unwrap().input_size, 1024);
+}
