@@ -295,10 +295,8 @@ async fn the_python_example_client_streams_a_video_and_writes_masks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_of_a_server_side_source_get_its_frames() {
     let dir = tempfile::tempdir().unwrap();
-    let video = s::make_video(dir.path(), "loop.mp4", 1.0, 10);
     let mut config = common::config();
-    config.video.sources =
-        Some(s::write_sources(dir.path(), &format!("[[source]]\nname = \"loop\"\nkind = \"file\"\npath = {video:?}\nloop = true\n")));
+    config.video.sources = Some(s::looping_source(dir.path()));
     let server = common::start_server(config).await;
     let url = format!("http://{}", server.addr);
 

@@ -114,10 +114,8 @@ async fn a_second_client_steers_a_session_by_id_and_previews_are_the_frames_mask
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_session_streams_a_source_that_update_session_steers() {
     let dir = tempfile::tempdir().unwrap();
-    let video = s::make_video(dir.path(), "loop.mp4", 1.0, 10);
     let mut config = common::config();
-    config.video.sources =
-        Some(s::write_sources(dir.path(), &format!("[[source]]\nname = \"loop\"\nkind = \"file\"\npath = {video:?}\nloop = true\n")));
+    config.video.sources = Some(s::looping_source(dir.path()));
     let server = common::start_server(config).await;
     let mut viewer = common::client(&server).await;
     let mut planner = common::client(&server).await;

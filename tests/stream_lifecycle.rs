@@ -35,10 +35,8 @@ async fn gauge_settles_at(name: &str, expected: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnects_free_the_stream_and_metrics_show_every_stage() {
     let dir = tempfile::tempdir().unwrap();
-    let video = s::make_video(dir.path(), "loop.mp4", 1.0, 10);
     let mut config = common::config();
-    config.video.sources =
-        Some(s::write_sources(dir.path(), &format!("[[source]]\nname = \"loop\"\nkind = \"file\"\npath = {video:?}\nloop = true\n")));
+    config.video.sources = Some(s::looping_source(dir.path()));
     config.video.source_grace_secs = 0.3;
     config.limits.max_streams = 128;
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());

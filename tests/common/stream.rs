@@ -61,6 +61,12 @@ impl Drop for FfmpegServer {
     }
 }
 
+/// A sources file with one source, `loop`: a 1 s, 10 fps test video played in a loop.
+pub fn looping_source(dir: &Path) -> PathBuf {
+    let video = make_video(dir, "loop.mp4", 1.0, 10);
+    write_sources(dir, &format!("[[source]]\nname = \"loop\"\nkind = \"file\"\npath = {video:?}\nloop = true\n"))
+}
+
 pub fn write_sources(dir: &Path, toml: &str) -> PathBuf {
     let path = dir.join("sources.toml");
     std::fs::write(&path, toml).unwrap();
