@@ -175,10 +175,10 @@ async fn push_frames(
     Ok(())
 }
 
-/// Watches a server-side source, drawing results on the frames the server sends along (a
-/// neutral canvas without them); reconnects (with the
-/// prompts so far) when the stream ends with a status worth retrying, as behind a proxy it
-/// does when a replica dies or hands the source over.
+/// Watches a server-side source, drawing results on the frames the server sends along (on a
+/// neutral canvas without them); reconnects (with the prompts so far) when the stream ends with
+/// a status worth retrying, as behind a proxy it does when a replica dies or hands the source
+/// over.
 async fn view_source(
     mut client: SegmenterClient<tonic::transport::Channel>,
     plan: &StreamPlan,
@@ -219,11 +219,13 @@ async fn view_source(
             last_frame = result.frame_id;
             received += 1;
             live.record(&result);
-            let mut frame = match &result.preview {
-                Some(preview) => preview_frame(preview, result.width, result.height)?,
-                None => canvas(result.width, result.height)?,
-            };
-            tokio::task::block_in_place(|| outputs.write(&mut frame, &result))?;
+            tokio::task::block_in_place(|| {
+                let mut frame = match &result.preview {
+                    Some(preview) => preview_frame(preview, result.width, result.height)?,
+                    None => canvas(result.width, result.height)?,
+                };
+                outputs.write(&mut frame, &result)
+            })?;
         };
         reconnects.after(ended).await?;
         // Frame ids are the serving replica's: a new one numbers from its own start.
