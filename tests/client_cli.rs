@@ -331,9 +331,11 @@ async fn clients_of_a_server_side_source_get_its_frames() {
     .await;
     assert_eq!(results.len(), 2);
     for result in results {
-        let saved =
-            imgcodecs::imread(previews.join(format!("frame_{:06}.jpg", result["frame_id"])).to_str().unwrap(), imgcodecs::IMREAD_COLOR)
-                .unwrap();
+        let saved = imgcodecs::imread(
+            previews.join(format!("frame_{:06}.jpg", result["frame_id"].as_u64().unwrap())).to_str().unwrap(),
+            imgcodecs::IMREAD_COLOR,
+        )
+        .unwrap();
         assert_eq!((saved.cols(), saved.rows()), (320, 240), "the frame at its own size");
     }
 }
