@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use super::decoder_thread::{self, decode_all};
 use super::job::{DecodeJob, EncodeJob, Encoded};
 use super::{EngineError, EngineState, Runtime};
+use crate::model::priority::lower_this_thread;
 use crate::model::{
     BackendInfo, DataPath, Embedding, EncoderInput, ImageEncoder, ImageGeometry, LOW_RES, LoadedModel, MaskDecoder, MaskRequest,
     ModelError, Preprocessor, PromptTokens, RgbFrame,
@@ -50,7 +51,7 @@ pub(super) fn run(startup: Startup) {
         }
         _ => Err(e),
     });
-    let (LoadedModel { mut encoder, decoder, info }, max_batch) = match loaded {
+    let (LoadedModel { mut encoder, decoder, info, encoder_nice }, max_batch) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {
             tracing::error!(error = %e, "model failed to load");
@@ -63,6 +64,10 @@ pub(super) fn run(startup: Startup) {
         let error = ModelError::Backend(format!("spawning the decoder thread: {e}"));
         state.send_replace(EngineState::Failed(std::sync::Arc::new(error)));
         return;
+    }
+    // Only now: the decoder thread, spawned from this one, keeps the normal priority.
+    if let Err(e) = lower_this_thread(encoder_nice) {
+        tracing::warn!(error = %e, encoder_nice, "could not lower the encoder thread's priority");
     }
     tracing::info!(
         execution_provider = %info.provider,

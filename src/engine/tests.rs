@@ -207,3 +207,20 @@ async fn a_host_data_path_that_fails_is_not_loaded_again() {
     assert!(matches!(engine.ready().await, Err(EngineError::LoadFailed(_))));
     assert!(fallback.take_batches().is_empty(), "the fallback is for the device data path only");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_encoder_runs_at_the_lower_priority_the_model_asks_for_and_the_decoder_does_not() {
+    let control = FakeControl::new();
+    control.encoder_nice.store(3, Ordering::SeqCst);
+    let engine = start(&control, options(1, 16));
+    engine.ready().await.unwrap();
+    control.run_nice.lock().unwrap().clear();
+    let frame = engine.encode_frame(frame(), FrameOrigin::now(), StageTimings::default()).await.unwrap();
+    let point = PointPrompt { x: 4.0, y: 4.0, label: PromptLabel::Positive };
+    let prompt = crate::model::ObjectPrompt { object_id: 1, points: vec![point], bbox: None, mask_input: None };
+    let tokens = vec![PromptTokens::new(&prompt, &frame.geometry)];
+    engine.decode(frame.clone(), tokens, MaskRequest::objects(frame.geometry, false, false)).await.unwrap();
+    let ours = crate::model::priority::nice_of_this_thread().unwrap();
+    let runs = control.run_nice.lock().unwrap().clone();
+    assert_eq!(runs, vec![("encoder", (ours + 3).min(19)), ("decoder", ours)]);
+}

@@ -178,4 +178,7 @@ pub struct LoadedModel {
     pub encoder: Box<dyn ImageEncoder>,
     pub decoder: Box<dyn MaskDecoder>,
     pub info: BackendInfo,
+    /// How much lower than the decoder's the thread that calls the encoder should run
+    /// (`model::priority`); the backend's own encoder threads already do.
+    pub encoder_nice: u8,
 }

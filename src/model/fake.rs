@@ -3,7 +3,7 @@
 //! width follows the object's first point, and a shared `FakeControl` scripts the backend
 //! (runs to block on, batch sizes that run out of memory) and records what it was asked.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use ndarray::Array2;
@@ -25,6 +25,10 @@ pub struct FakeControl {
     pub oom_above: AtomicUsize,
     /// While set, every decoder call fails (a backend whose graphs break on the device).
     pub fail_decodes: AtomicBool,
+    /// What the loaded model asks of the encoder thread's priority.
+    pub encoder_nice: AtomicU8,
+    /// The nice value of the thread of each encoder and decoder run, in order.
+    pub run_nice: Mutex<Vec<(&'static str, i32)>>,
     /// While set, each encoder run reports on `entered` and then waits for one `release`.
     gate: Mutex<Option<Gate>>,
     encoder_runs: AtomicUsize,
@@ -58,6 +62,7 @@ impl FakeControl {
             encoder: Box::new(FakeEncoder { control: self.clone() }),
             decoder: Box::new(FakeDecoder { control: self.clone() }),
             info: BackendInfo { provider: ExecutionProvider::Cpu, data_path, precision: Precision::Fp32 },
+            encoder_nice: self.encoder_nice.load(Ordering::SeqCst),
         })
     }
 
@@ -76,6 +81,11 @@ impl FakeControl {
     pub fn take_decodes(&self) -> Vec<usize> {
         std::mem::take(&mut self.decodes.lock().expect("decodes lock"))
     }
+
+    fn record_nice(&self, half: &'static str) {
+        let nice = super::priority::nice_of_this_thread().expect("getpriority");
+        self.run_nice.lock().expect("run_nice lock").push((half, nice));
+    }
 }
 
 struct FakeEncoder {
@@ -85,6 +95,7 @@ struct FakeEncoder {
 impl ImageEncoder for FakeEncoder {
     fn encode(&mut self, inputs: Vec<EncoderInput>) -> Result<Vec<(Embedding, StageTimings)>, ModelError> {
         let run = self.control.encoder_runs.fetch_add(1, Ordering::SeqCst) + 1;
+        self.control.record_nice("encoder");
         if let Some(gate) = self.control.gate.lock().expect("gate lock").as_ref() {
             let _ = gate.entered.send(inputs.len());
             let _ = gate.release.recv();
@@ -105,6 +116,7 @@ struct FakeDecoder {
 impl MaskDecoder for FakeDecoder {
     fn decode(&mut self, embedding: &Embedding, objects: &[&PromptTokens], request: &MaskRequest) -> Result<DecodedGroup, ModelError> {
         let run = *embedding.downcast_ref::<usize>()?;
+        self.control.record_nice("decoder");
         self.control.decodes.lock().expect("decodes lock").push(objects.len());
         if self.control.fail_decodes.load(Ordering::SeqCst) {
             return Err(ModelError::Backend("fake: the decoder's graph failed".into()));

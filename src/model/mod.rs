@@ -18,6 +18,7 @@ pub mod options;
 pub mod ort;
 pub mod postprocess;
 pub mod preprocess;
+pub mod priority;
 pub mod prompt;
 pub mod resample;
 

@@ -189,9 +189,17 @@ pub struct RuntimeOptions {
     #[arg(long, env = "SAMSTREAM_ORT_SPINNING", default_value_t = false, action = clap::ArgAction::Set)]
     pub ort_spinning: bool,
 
-    /// One ONNX Runtime thread pool shared by the encoder and the decoder (else one each).
-    #[arg(long, env = "SAMSTREAM_ORT_SHARED_POOL", default_value_t = true, action = clap::ArgAction::Set)]
+    /// One ONNX Runtime thread pool shared by the encoder and the decoder (else one each, and
+    /// the encoder's runs at --encoder-nice).
+    #[arg(long, env = "SAMSTREAM_ORT_SHARED_POOL", default_value_t = false, action = clap::ArgAction::Set)]
     pub ort_shared_pool: bool,
+
+    /// How much lower the encoder's threads run than the rest (Linux nice, 0-19): a prompt
+    /// update's decoder then takes the cores from an encoder that is busy with the next frame
+    /// instead of sharing them. 0 = the same priority. With a shared pool only the encoder's
+    /// own thread is lowered.
+    #[arg(long, env = "SAMSTREAM_ENCODER_NICE", default_value_t = 19, value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub encoder_nice: u8,
 
     /// Encoder graph: fp32 (exact), int8 (`export.py --int8`, dynamically quantised MatMuls;
     /// faster on CPUs) or fp16 (`export.py --fp16`, for GPUs); fidelity in BENCHMARKS.md.
@@ -365,7 +373,8 @@ mod tests {
     fn defaults_come_from_the_attributes() {
         let options = RuntimeOptions::default();
         assert_eq!((options.intra_threads, options.inter_threads), (0, 1));
-        assert!(options.cpu_arena && options.ort_shared_pool && !options.ort_spinning && !options.tf32);
+        assert!(options.cpu_arena && !options.ort_shared_pool && !options.ort_spinning && !options.tf32);
+        assert_eq!(options.encoder_nice, 19);
         assert_eq!(
             (options.data_path, options.encoder_precision, options.resize),
             (DataPath::Auto, EncoderPrecision::Fp32, ResizeFilter::Pillow)

@@ -110,11 +110,12 @@ pub fn load(model_dir: &Path, options: &RuntimeOptions) -> Result<LoadedModel, M
         cpu_arena = options.cpu_arena,
         spinning = options.ort_spinning,
         shared_thread_pool = options.ort_shared_pool,
+        encoder_nice = options.encoder_nice,
         encoder_batch_shapes = ?encoder_buckets,
         decoder_object_shapes = ?decoder_buckets,
         "onnxruntime sessions ready"
     );
-    Ok(LoadedModel { encoder: Box::new(encoder), decoder: Box::new(decoder), info })
+    Ok(LoadedModel { encoder: Box::new(encoder), decoder: Box::new(decoder), info, encoder_nice: options.encoder_nice })
 }
 
 /// A session for a built graph on the provider `options` choose (exact math), and where its

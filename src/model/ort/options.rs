@@ -1,6 +1,7 @@
 //! ONNX Runtime sessions as `RuntimeOptions` describe them: threads, graph optimisation,
 //! memory arena, and the execution provider (with its fallback to the CPU).
 
+use ort::environment::ThreadManager;
 use ort::ep;
 use ort::ep::ArenaExtendStrategy;
 use ort::ep::cuda::ConvAlgorithmSearch;
@@ -9,6 +10,7 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use super::memory_limit::shared_device_arena;
 use crate::model::ModelError;
 use crate::model::options::{Device, DeviceFallback, EncoderPrecision, ExecutionProvider, GraphOptimization, RuntimeOptions};
+use crate::model::priority::lower_this_thread;
 
 fn optimization_level(level: GraphOptimization) -> GraphOptimizationLevel {
     match level {
@@ -34,6 +36,9 @@ pub(super) fn session_builder(
         .with_parallel_execution(options.inter_threads > 1)?
         .with_intra_op_spinning(options.ort_spinning)?
         .with_inter_op_spinning(options.ort_spinning)?;
+    if kind == GraphKind::Encoder && !options.ort_shared_pool && options.encoder_nice > 0 {
+        builder = builder.with_thread_manager(LowPriorityThreads { nice: options.encoder_nice })?;
+    }
     let tf32 = allows_tf32(options, kind);
     let shared_cuda_arena = shared_device_arena(true);
     let cuda = |id: i32| {
@@ -82,6 +87,33 @@ pub(super) fn session_builder(
         builder = builder.with_env_allocators()?;
     }
     Ok((builder, provider))
+}
+
+/// Spawns the encoder session's pool threads at a lower priority (see `model::priority`); the
+/// engine lowers the thread that calls the encoder itself.
+struct LowPriorityThreads {
+    nice: u8,
+}
+
+impl ThreadManager for LowPriorityThreads {
+    type Thread = std::thread::JoinHandle<()>;
+
+    fn create(&self, work: impl FnOnce() + Send + 'static) -> ort::Result<Self::Thread> {
+        let nice = self.nice;
+        std::thread::Builder::new()
+            .name("encoder-pool".into())
+            .spawn(move || {
+                if let Err(e) = lower_this_thread(nice) {
+                    tracing::warn!(error = %e, "could not lower an encoder pool thread's priority");
+                }
+                work();
+            })
+            .map_err(|e| ort::Error::new(format!("spawning an encoder pool thread: {e}")))
+    }
+
+    fn join(thread: Self::Thread) -> ort::Result<()> {
+        thread.join().map_err(|_| ort::Error::new("an encoder pool thread panicked"))
+    }
 }
 
 /// Which graph a session runs: decides its math on CUDA.
