@@ -1,6 +1,6 @@
 // The latency panel's numbers: each stage's p50/p99 over the recent results (from the server's
 // Timing), results per second, total latency over the last minute, and the click-to-mask time
-// this page measures itself (from the click to the first result that reflects it).
+// this page measures itself (from the click until the first result that reflects it is drawn).
 import type { Timing } from "./gen/samstream/v1/samstream_pb";
 
 export const STAGES = ["capture", "preprocess", "upload", "queue", "encoder", "decoder", "postprocess", "download", "preview", "total"] as const;
@@ -27,22 +27,34 @@ export class Latency {
   /** (arrival time, total ms) of the last minute's results. */
   readonly totals: [number, number][] = [];
   readonly clickToMask: number[] = [];
+  /** The server's part of each click-to-mask time. */
+  readonly clickServer: number[] = [];
+  /** The decoder's part of the server's. */
+  readonly clickDecoder: number[] = [];
   /** Results of new frames so far (prompt updates' re-decodes aside). */
   frames = 0;
   private pending: { revision: bigint; at: number }[] = [];
 
   /** `redecode`: a prompt update's result on a frame already shown (decoder only), which
-   * counts for click-to-mask but not in the stages or results per second of new frames. */
-  result(timing: Timing | undefined, revision: bigint, redecode: boolean, now = performance.now()): void {
+   * counts for neither the stages nor the results per second of new frames. */
+  result(timing: Timing | undefined, redecode: boolean, now = performance.now()): void {
     if (!redecode) this.frames++;
     if (timing && !redecode) {
       for (const stage of STAGES) push(this.stages.get(stage)!, stageMs(timing, stage));
       this.totals.push([now, stageMs(timing, "total")]);
     }
     while (this.totals.length > 0 && now - this.totals[0][0] > 60_000) this.totals.shift();
-    // The first result at or past a click's revision shows its mask.
+  }
+
+  /** A result at `revision` is on the screen: the clicks it answers took this long, of which
+   * the server took `timing`'s total (from receiving the update to sending the result). */
+  shown(revision: bigint, timing: Timing | undefined, now = performance.now()): void {
     const answered = this.pending.filter((c) => revision >= c.revision);
-    for (const click of answered) push(this.clickToMask, now - click.at);
+    for (const click of answered) {
+      push(this.clickToMask, now - click.at);
+      push(this.clickServer, timing ? stageMs(timing, "total") : NaN);
+      push(this.clickDecoder, timing ? stageMs(timing, "decoder") : NaN);
+    }
     this.pending = this.pending.filter((c) => revision < c.revision);
   }
 

@@ -21,6 +21,12 @@ const events: string[] = [];
 let session: LiveSession | null = null;
 let lastResult: FrameResult | null = null;
 let framesDrawn = 0;
+/** Who waits for a revision's masks to be drawn (`samstreamViewer.whenShown`). */
+let shownWaiters: { revision: bigint; resolve: () => void }[] = [];
+/** The id of the last result's frame and of the frame on the canvas, -1 until a session's
+ * first (a new session counts its frames from 1 again). */
+let lastFrameId = -1n;
+let frameShown = -1n;
 let drawing = 0;
 let status = { text: "not connected", kind: "" };
 
@@ -91,11 +97,13 @@ async function loadSources(quiet = false): Promise<void> {
 
 const view: SessionView = {
   result(result) {
-    latency.result(result.timing, result.promptRevision, lastResult !== null && result.frameId === lastResult.frameId);
+    latency.result(result.timing, result.frameId === lastFrameId);
+    lastFrameId = result.frameId;
     lastResult = result;
     void draw(result);
   },
   event(event: StreamEvent) {
+    if (event.kind === EventKind.STARTED) lastFrameId = frameShown = -1n;
     events.unshift(`${EventKind[event.kind]}: ${event.message}`);
     events.length = Math.min(events.length, 50);
     $("events").replaceChildren(...events.map((e) => Object.assign(document.createElement("li"), { textContent: e })));
@@ -111,12 +119,15 @@ const view: SessionView = {
   },
 };
 
-/** Draws a result's frame (its preview) and its masks together; a newer result wins. */
+/** Draws a result's frame (its preview) and its masks together; a newer result wins. A prompt
+ * update's result is on the frame already shown: its preview is not decoded again. */
 async function draw(result: FrameResult): Promise<void> {
   const ticket = ++drawing;
-  const bitmap = result.preview ? await createImageBitmap(new Blob([result.preview.jpeg as BlobPart], { type: "image/jpeg" })) : null;
+  const newFrame = result.frameId !== frameShown;
+  const bitmap = result.preview && newFrame ? await createImageBitmap(new Blob([result.preview.jpeg as BlobPart], { type: "image/jpeg" })) : null;
   if (ticket !== drawing) return;
   if (bitmap) {
+    frameShown = result.frameId;
     if (frameCanvas.width !== result.width || frameCanvas.height !== result.height) {
       frameCanvas.width = result.width;
       frameCanvas.height = result.height;
@@ -126,6 +137,9 @@ async function draw(result: FrameResult): Promise<void> {
   }
   drawOverlay(overlay, result.width, result.height, drawables(result, chosen));
   drawPrompts();
+  latency.shown(result.promptRevision, result.timing);
+  for (const waiter of shownWaiters.filter((w) => result.promptRevision >= w.revision)) waiter.resolve();
+  shownWaiters = shownWaiters.filter((w) => result.promptRevision < w.revision);
   const age = result.timestampUs > 0n ? `${Math.max(0, Date.now() - Number(result.timestampUs) / 1000).toFixed(0)} ms` : "n/a";
   $("frame-info").textContent = `frame ${result.frameId} · age ${age} · dropped ${result.framesDropped} · revision ${result.promptRevision} · ${result.objects.length} objects`;
   renderObjects();
@@ -188,7 +202,10 @@ function renderLatency(): void {
     return row;
   }));
   const clicks = latency.clickToMask;
-  const click = clicks.length ? `click-to-mask p50 ${percentile(clicks, 50).toFixed(0)} ms, p99 ${percentile(clicks, 99).toFixed(0)} ms (${clicks.length})` : "click-to-mask: click on the frame";
+  const server = percentile(latency.clickServer, 50);
+  const click = clicks.length
+    ? `click-to-mask p50 ${percentile(clicks, 50).toFixed(0)} ms (server ${server.toFixed(0)} ms), p99 ${percentile(clicks, 99).toFixed(0)} ms (${clicks.length})`
+    : "click-to-mask: click on the frame";
   $("rates").textContent = `${latency.rate(now).toFixed(1)} results/s · ${click}`;
   drawChart($<HTMLCanvasElement>("chart"), latency.totals, now);
 }
@@ -253,6 +270,8 @@ for (const id of ["track", "multimask", "auto"]) $(id).onchange = () => { if (se
 
 /** What the page shows, for tests and for debugging from the console. */
 (window as unknown as { samstreamViewer: object }).samstreamViewer = {
+  /** Resolves once a result at `revision` or later is drawn: a test waits without polling. */
+  whenShown: (revision: number) => new Promise<void>((resolve) => shownWaiters.push({ revision: BigInt(revision), resolve })),
   snapshot: () => ({
     status: status.text,
     statusKind: status.kind,
@@ -269,6 +288,8 @@ for (const id of ["track", "multimask", "auto"]) $(id).onchange = () => { if (se
     frameResults: latency.frames,
     resultsPerSecond: latency.rate(),
     clickToMask: [...latency.clickToMask],
+    clickServer: [...latency.clickServer],
+    clickDecoder: [...latency.clickDecoder],
     events: [...events],
     selected: book.selected,
   }),

@@ -24,24 +24,10 @@ export function rleCounts(counts: string): number[] {
   return runs;
 }
 
-/** The mask as one byte per pixel, row-major (1 inside); null when it is not RLE. */
-export function maskPixels(mask: Mask | undefined): Uint8Array | null {
+/** The mask's run lengths (zeros first, column-major); null when it is not RLE. */
+export function maskRuns(mask: Mask | undefined): number[] | null {
   if (!mask || mask.data.case !== "cocoRle") return null;
-  const { width, height } = mask;
-  const pixels = new Uint8Array(width * height);
-  let index = 0;
-  let inside = false;
-  for (const run of rleCounts(mask.data.value.counts)) {
-    if (inside) {
-      for (let i = index; i < index + run; i++) {
-        // Column-major index i is pixel (x = i / height, y = i % height).
-        pixels[(i % height) * width + Math.floor(i / height)] = 1;
-      }
-    }
-    index += run;
-    inside = !inside;
-  }
-  return pixels;
+  return rleCounts(mask.data.value.counts);
 }
 
 const PALETTE: [number, number, number][] = [
@@ -62,7 +48,8 @@ export interface Drawn {
   id: number;
   label: string;
   colour: [number, number, number];
-  pixels: Uint8Array | null;
+  /** Run lengths over the frame, column-major as the server sends them. */
+  runs: number[] | null;
   box?: { x0: number; y0: number; x1: number; y1: number };
 }
 
@@ -72,36 +59,51 @@ export function drawables(result: FrameResult, chosen: Map<number, number>): Dra
   for (const object of result.objects) {
     const candidate = chosen.get(object.objectId) ?? 0;
     const mask = object.candidates.length > candidate ? object.candidates[candidate].mask : object.mask;
-    drawn.push({ id: object.objectId, label: `#${object.objectId}`, colour: colourOf(object.objectId), pixels: maskPixels(mask), box: object.bbox });
+    drawn.push({ id: object.objectId, label: `#${object.objectId}`, colour: colourOf(object.objectId), runs: maskRuns(mask), box: object.bbox });
   }
   for (const auto of result.autoMasks) {
-    drawn.push({ id: auto.objectId, label: `a${auto.objectId}`, colour: colourOf(auto.objectId, true), pixels: maskPixels(auto.mask), box: auto.bbox });
+    drawn.push({ id: auto.objectId, label: `a${auto.objectId}`, colour: colourOf(auto.objectId, true), runs: maskRuns(auto.mask), box: auto.bbox });
   }
   return drawn;
 }
 
-/** Paints the masks (alpha 0.45), then boxes and ids, on a canvas the size of the frame. */
+/** ImageData's bytes are RGBA in memory: as one 32-bit word that depends on the byte order. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** A frame-sized buffer laid out column-major, which a canvas transposes into place. */
+let transposed: { canvas: OffscreenCanvas; image: ImageData } | null = null;
+
+/** Paints the masks (alpha 0.45), then boxes and ids, on a canvas the size of the frame. The
+ * runs are column-major: each one is a single fill of a column-major buffer, and drawing that
+ * buffer through a transposing transform puts every pixel in place, with no per-pixel loop. */
 export function drawOverlay(canvas: HTMLCanvasElement, width: number, height: number, objects: Drawn[]): void {
   if (canvas.width !== width || canvas.height !== height) {
     canvas.width = width;
     canvas.height = height;
   }
-  const ctx = canvas.getContext("2d", { willReadFrequently: true })!;
-  const image = ctx.createImageData(width, height);
-  const data = image.data;
-  for (const object of objects) {
-    if (!object.pixels) continue;
-    const [r, g, b] = object.colour;
-    for (let i = 0; i < object.pixels.length; i++) {
-      if (object.pixels[i]) {
-        data[4 * i] = r;
-        data[4 * i + 1] = g;
-        data[4 * i + 2] = b;
-        data[4 * i + 3] = 115;
-      }
-    }
+  if (!transposed || transposed.canvas.width !== height || transposed.canvas.height !== width) {
+    transposed = { canvas: new OffscreenCanvas(height, width), image: new ImageData(height, width) };
   }
-  ctx.putImageData(image, 0, 0);
+  const words = new Uint32Array(transposed.image.data.buffer);
+  words.fill(0);
+  for (const object of objects) {
+    if (!object.runs) continue;
+    const [r, g, b] = object.colour;
+    const rgba = LITTLE_ENDIAN ? ((115 << 24) | (b << 16) | (g << 8) | r) >>> 0 : ((r << 24) | (g << 16) | (b << 8) | 115) >>> 0;
+    let index = 0;
+    object.runs.forEach((run, k) => {
+      if (k % 2 === 1) words.fill(rgba, index, index + run);
+      index += run;
+    });
+  }
+  transposed.canvas.getContext("2d")!.putImageData(transposed.image, 0, 0);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true })!;
+  ctx.clearRect(0, 0, width, height);
+  ctx.imageSmoothingEnabled = false;
+  // (u, v) of the column-major buffer is (x, y) = (v, u) of the frame.
+  ctx.setTransform(0, 1, 1, 0, 0, 0);
+  ctx.drawImage(transposed.canvas, 0, 0);
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
   ctx.font = `${Math.max(12, Math.round(width / 60))}px system-ui, sans-serif`;
   ctx.lineWidth = Math.max(1, width / 640);
   for (const object of objects) {
