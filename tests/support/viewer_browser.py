@@ -205,7 +205,9 @@ def run(page: Page, args) -> int:
         page.click(width * (0.1 + 0.04 * (i % 20)), height * 0.5)
         page.wait(f"click {i + 1}'s mask", lambda s, r=before: s["revision"] > r and object_of(s, 3))
     shown = page.wait("the latency panel", lambda s: s if len(s["clickToMask"]) >= args.clicks else None)
-    stages = {row.get_attribute("data-stage"): row.text for row in page.driver.find_elements(By.CSS_SELECTOR, "#stages tbody tr")}
+    # Read in one script: the panel replaces its rows as results arrive.
+    stages = page.driver.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#stages tbody tr')].map((r) => [r.dataset.stage, r.textContent]));")
     for stage in ("encoder", "decoder", "preview", "total"):
         assert stage in stages and any(ch.isdigit() for ch in stages[stage]), f"the panel shows {stage}: {stages}"
     assert shown["stages"]["encoder"] > 0 and shown["stages"]["preview"] > 0, shown["stages"]
