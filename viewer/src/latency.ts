@@ -33,7 +33,8 @@ export class Latency {
   readonly clickDecoder: number[] = [];
   /** Results of new frames so far (prompt updates' re-decodes aside). */
   frames = 0;
-  private pending: { revision: bigint; at: number }[] = [];
+  /** Clicks waiting for their masks, and (with `resolve`) callers of `whenShown`. */
+  private pending: { revision: bigint; at: number; resolve?: () => void }[] = [];
 
   /** `redecode`: a prompt update's result on a frame already shown (decoder only), which
    * counts for neither the stages nor the results per second of new frames. */
@@ -49,13 +50,21 @@ export class Latency {
   /** A result at `revision` is on the screen: the clicks it answers took this long, of which
    * the server took `timing`'s total (from receiving the update to sending the result). */
   shown(revision: bigint, timing: Timing | undefined, now = performance.now()): void {
-    const answered = this.pending.filter((c) => revision >= c.revision);
-    for (const click of answered) {
+    for (const click of this.pending.filter((c) => revision >= c.revision)) {
+      if (click.resolve) {
+        click.resolve();
+        continue;
+      }
       push(this.clickToMask, now - click.at);
       push(this.clickServer, timing ? stageMs(timing, "total") : NaN);
       push(this.clickDecoder, timing ? stageMs(timing, "decoder") : NaN);
     }
     this.pending = this.pending.filter((c) => revision < c.revision);
+  }
+
+  /** Resolves once a result at `revision` or later is drawn. */
+  whenShown(revision: bigint): Promise<void> {
+    return new Promise((resolve) => this.pending.push({ revision, at: performance.now(), resolve }));
   }
 
   clicked(revision: bigint, at = performance.now()): void {

@@ -21,8 +21,6 @@ const events: string[] = [];
 let session: LiveSession | null = null;
 let lastResult: FrameResult | null = null;
 let framesDrawn = 0;
-/** Who waits for a revision's masks to be drawn (`samstreamViewer.whenShown`). */
-let shownWaiters: { revision: bigint; resolve: () => void }[] = [];
 /** The id of the last result's frame and of the frame on the canvas, -1 until a session's
  * first (a new session counts its frames from 1 again). */
 let lastFrameId = -1n;
@@ -138,8 +136,6 @@ async function draw(result: FrameResult): Promise<void> {
   drawOverlay(overlay, result.width, result.height, drawables(result, chosen));
   drawPrompts();
   latency.shown(result.promptRevision, result.timing);
-  for (const waiter of shownWaiters.filter((w) => result.promptRevision >= w.revision)) waiter.resolve();
-  shownWaiters = shownWaiters.filter((w) => result.promptRevision < w.revision);
   const age = result.timestampUs > 0n ? `${Math.max(0, Date.now() - Number(result.timestampUs) / 1000).toFixed(0)} ms` : "n/a";
   $("frame-info").textContent = `frame ${result.frameId} · age ${age} · dropped ${result.framesDropped} · revision ${result.promptRevision} · ${result.objects.length} objects`;
   renderObjects();
@@ -271,7 +267,7 @@ for (const id of ["track", "multimask", "auto"]) $(id).onchange = () => { if (se
 /** What the page shows, for tests and for debugging from the console. */
 (window as unknown as { samstreamViewer: object }).samstreamViewer = {
   /** Resolves once a result at `revision` or later is drawn: a test waits without polling. */
-  whenShown: (revision: number) => new Promise<void>((resolve) => shownWaiters.push({ revision: BigInt(revision), resolve })),
+  whenShown: (revision: number) => latency.whenShown(BigInt(revision)),
   snapshot: () => ({
     status: status.text,
     statusKind: status.kind,
