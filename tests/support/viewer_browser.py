@@ -115,7 +115,7 @@ def object_of(snapshot: dict, object_id: int) -> dict | None:
 
 def check_drawn(page: Page, snapshot: dict, object_id: int) -> None:
     """The overlay shows the object's mask as the server sent it: as many tinted pixels in its
-    box as its area (other masks and the prompt markers may cover a few)."""
+    box as its area (other masks may cover a few)."""
     found = object_of(snapshot, object_id)
     assert found, f"object {object_id} in the result: {snapshot['objects']}"
     if found["area"] == 0:

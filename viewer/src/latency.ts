@@ -35,6 +35,8 @@ export class Latency {
   frames = 0;
   /** Clicks waiting for their masks, and (with `resolve`) callers of `whenShown`. */
   private pending: { revision: bigint; at: number; resolve?: () => void }[] = [];
+  /** The revision of the last result drawn. */
+  private drawnRevision = -1n;
 
   /** `redecode`: a prompt update's result on a frame already shown (decoder only), which
    * counts for neither the stages nor the results per second of new frames. */
@@ -50,6 +52,7 @@ export class Latency {
   /** A result at `revision` is on the screen: the clicks it answers took this long, of which
    * the server took `timing`'s total (from receiving the update to sending the result). */
   shown(revision: bigint, timing: Timing | undefined, now = performance.now()): void {
+    this.drawnRevision = revision;
     for (const click of this.pending.filter((c) => revision >= c.revision)) {
       if (click.resolve) {
         click.resolve();
@@ -62,8 +65,9 @@ export class Latency {
     this.pending = this.pending.filter((c) => revision < c.revision);
   }
 
-  /** Resolves once a result at `revision` or later is drawn. */
+  /** Resolves once a result at `revision` or later is drawn (at once if one already was). */
   whenShown(revision: bigint): Promise<void> {
+    if (this.drawnRevision >= revision) return Promise.resolve();
     return new Promise((resolve) => this.pending.push({ revision, at: performance.now(), resolve }));
   }
 

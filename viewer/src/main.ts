@@ -18,6 +18,7 @@ const latency = new Latency();
 /** Multimask: the candidate shown per object. */
 const chosen = new Map<number, number>();
 const events: string[] = [];
+const MAX_EVENTS = 50;
 let session: LiveSession | null = null;
 let lastResult: FrameResult | null = null;
 let framesDrawn = 0;
@@ -102,9 +103,14 @@ const view: SessionView = {
   },
   event(event: StreamEvent) {
     if (event.kind === EventKind.STARTED) lastFrameId = frameShown = -1n;
-    events.unshift(`${EventKind[event.kind]}: ${event.message}`);
-    events.length = Math.min(events.length, 50);
-    $("events").replaceChildren(...events.map((e) => Object.assign(document.createElement("li"), { textContent: e })));
+    const line = `${EventKind[event.kind]}: ${event.message}`;
+    events.unshift(line);
+    events.length = Math.min(events.length, MAX_EVENTS);
+    // One line added and the oldest dropped: rebuilding the list would lay out and shape every
+    // line again on each event, while the server decodes the update the event announces.
+    const list = $("events");
+    list.prepend(Object.assign(document.createElement("li"), { textContent: line }));
+    while (list.childElementCount > MAX_EVENTS) list.lastElementChild!.remove();
     if ([EventKind.SOURCE_LOST, EventKind.SOURCE_RECONNECTING, EventKind.SOURCE_MOVED, EventKind.REJECTED].includes(event.kind)) {
       setStatus(`${EventKind[event.kind]}: ${event.message}`, "warn");
     } else if (event.kind === EventKind.SOURCE_CONNECTED) {
@@ -142,18 +148,20 @@ async function draw(result: FrameResult): Promise<void> {
   renderLatency();
 }
 
-/** The clicked points on top of the masks: green positive, red negative. */
+/** The clicked points on top of the masks, green positive and red negative, in the frame's
+ * pixels. */
 function drawPrompts(): void {
-  const ctx = overlay.getContext("2d")!;
-  const radius = Math.max(3, overlay.width / 200);
-  for (const object of book.objects.values()) {
-    for (const p of object.points) {
-      ctx.fillStyle = p.positive ? "#3ddc84" : "#ff5252";
-      ctx.beginPath();
-      ctx.arc(p.x, p.y, radius, 0, 2 * Math.PI);
-      ctx.fill();
-    }
-  }
+  const svg = document.getElementById("prompts")!;
+  svg.setAttribute("viewBox", `0 0 ${overlay.width} ${overlay.height}`);
+  const radius = String(Math.max(3, overlay.width / 200));
+  svg.replaceChildren(...[...book.objects.values()].flatMap((object) => object.points.map((p) => {
+    const circle = document.createElementNS("http://www.w3.org/2000/svg", "circle");
+    circle.setAttribute("cx", String(p.x));
+    circle.setAttribute("cy", String(p.y));
+    circle.setAttribute("r", radius);
+    circle.setAttribute("fill", p.positive ? "#3ddc84" : "#ff5252");
+    return circle;
+  })));
 }
 
 function renderObjects(): void {
@@ -226,12 +234,13 @@ function watch(): void {
 
 function send(update: PromptUpdateInit | null): void {
   if (!update) return;
-  latency.clicked(update.revision as bigint);
-  renderObjects();
-  if (lastResult) drawOverlay(overlay, lastResult.width, lastResult.height, drawables(lastResult, chosen));
-  drawPrompts();
-  // Without a session the update waits for the next one's replay.
+  // Clicks and drags are timed until their masks are drawn; removing objects is not.
+  if (update.upsert?.length) latency.clicked(update.revision as bigint);
+  // Sent before anything is drawn. Without a session the update waits for the next one's replay.
   session?.update(update).catch((error) => { if (session?.sessionId) showError(error); });
+  renderObjects();
+  // Only the points change now: the masks change with the result.
+  drawPrompts();
 }
 
 /** Frame pixels under a mouse event on the overlay. */

@@ -70,40 +70,34 @@ export function drawables(result: FrameResult, chosen: Map<number, number>): Dra
 /** ImageData's bytes are RGBA in memory: as one 32-bit word that depends on the byte order. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
-/** A frame-sized buffer laid out column-major, which a canvas transposes into place. */
-let transposed: { canvas: OffscreenCanvas; image: ImageData } | null = null;
+/** The overlay's pixels, kept between draws of the same size. */
+let image: ImageData | null = null;
 
 /** Paints the masks (alpha 0.45), then boxes and ids, on a canvas the size of the frame. The
- * runs are column-major: each one is a single fill of a column-major buffer, and drawing that
- * buffer through a transposing transform puts every pixel in place, with no per-pixel loop. */
+ * runs are column-major: each mask pixel is written once where it lies in the row-major image
+ * (the pixels outside every mask are only cleared), and the image goes to the canvas as it is,
+ * without a scaled or transformed draw, which costs a software canvas far more. */
 export function drawOverlay(canvas: HTMLCanvasElement, width: number, height: number, objects: Drawn[]): void {
   if (canvas.width !== width || canvas.height !== height) {
     canvas.width = width;
     canvas.height = height;
   }
-  if (!transposed || transposed.canvas.width !== height || transposed.canvas.height !== width) {
-    transposed = { canvas: new OffscreenCanvas(height, width), image: new ImageData(height, width) };
-  }
-  const words = new Uint32Array(transposed.image.data.buffer);
+  if (!image || image.width !== width || image.height !== height) image = new ImageData(width, height);
+  const words = new Uint32Array(image.data.buffer);
   words.fill(0);
   for (const object of objects) {
     if (!object.runs) continue;
     const [r, g, b] = object.colour;
     const rgba = LITTLE_ENDIAN ? ((115 << 24) | (b << 16) | (g << 8) | r) >>> 0 : ((r << 24) | (g << 16) | (b << 8) | 115) >>> 0;
-    let index = 0;
-    object.runs.forEach((run, k) => {
-      if (k % 2 === 1) words.fill(rgba, index, index + run);
-      index += run;
-    });
+    let start = 0;
+    for (let k = 0; k < object.runs.length; k++) {
+      const run = object.runs[k];
+      if (k % 2 === 1) fillColumnMajorRun(words, width, height, start, run, rgba);
+      start += run;
+    }
   }
-  transposed.canvas.getContext("2d")!.putImageData(transposed.image, 0, 0);
   const ctx = canvas.getContext("2d", { willReadFrequently: true })!;
-  ctx.clearRect(0, 0, width, height);
-  ctx.imageSmoothingEnabled = false;
-  // (u, v) of the column-major buffer is (x, y) = (v, u) of the frame.
-  ctx.setTransform(0, 1, 1, 0, 0, 0);
-  ctx.drawImage(transposed.canvas, 0, 0);
-  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.putImageData(image, 0, 0);
   ctx.font = `${Math.max(12, Math.round(width / 60))}px system-ui, sans-serif`;
   ctx.lineWidth = Math.max(1, width / 640);
   for (const object of objects) {
@@ -113,5 +107,19 @@ export function drawOverlay(canvas: HTMLCanvasElement, width: number, height: nu
     ctx.strokeRect(box.x0, box.y0, box.x1 - box.x0, box.y1 - box.y0);
     ctx.fillStyle = cssColour(object.colour);
     ctx.fillText(object.label, box.x0 + 3, Math.max(12, box.y0 - 4));
+  }
+}
+
+/** Pixels `start`..`start + length` of a column-major walk (down each column, left to right)
+ * set to `rgba` in the row-major `words`. */
+function fillColumnMajorRun(words: Uint32Array, width: number, height: number, start: number, length: number, rgba: number): void {
+  let x = Math.floor(start / height);
+  let y = start - x * height;
+  for (let n = 0; n < length && x < width; n++) {
+    words[y * width + x] = rgba;
+    if (++y === height) {
+      y = 0;
+      x++;
+    }
   }
 }
