@@ -103,14 +103,7 @@ const view: SessionView = {
   },
   event(event: StreamEvent) {
     if (event.kind === EventKind.STARTED) lastFrameId = frameShown = -1n;
-    const line = `${EventKind[event.kind]}: ${event.message}`;
-    events.unshift(line);
-    events.length = Math.min(events.length, MAX_EVENTS);
-    // One line added and the oldest dropped: rebuilding the list would lay out and shape every
-    // line again on each event, while the server decodes the update the event announces.
-    const list = $("events");
-    list.prepend(Object.assign(document.createElement("li"), { textContent: line }));
-    while (list.childElementCount > MAX_EVENTS) list.lastElementChild!.remove();
+    listEvent(`${EventKind[event.kind]}: ${event.message}`);
     if ([EventKind.SOURCE_LOST, EventKind.SOURCE_RECONNECTING, EventKind.SOURCE_MOVED, EventKind.REJECTED].includes(event.kind)) {
       setStatus(`${EventKind[event.kind]}: ${event.message}`, "warn");
     } else if (event.kind === EventKind.SOURCE_CONNECTED) {
@@ -122,6 +115,32 @@ const view: SessionView = {
     setStatus(state === "live" ? `live: ${detail}` : `${state}: ${detail}`, kind);
   },
 };
+
+/** Event lines not in the list yet. A PROMPTS_APPLIED event arrives while the server decodes
+ * the update it announces: laying the list out at once would take CPU from that decoder when
+ * the browser runs on the server's machine, so lines go in with the next result drawn (or
+ * after EVENT_DELAY_MS when none comes). */
+let unlisted: string[] = [];
+let listTimer: number | undefined;
+const EVENT_DELAY_MS = 250;
+
+function listEvent(line: string): void {
+  events.unshift(line);
+  events.length = Math.min(events.length, MAX_EVENTS);
+  unlisted.push(line);
+  listTimer ??= window.setTimeout(flushEvents, EVENT_DELAY_MS);
+}
+
+/** The waiting lines, newest first, added to the list; the oldest beyond MAX_EVENTS dropped. */
+function flushEvents(): void {
+  window.clearTimeout(listTimer);
+  listTimer = undefined;
+  if (unlisted.length === 0) return;
+  const list = $("events");
+  list.prepend(...unlisted.reverse().map((line) => Object.assign(document.createElement("li"), { textContent: line })));
+  unlisted = [];
+  while (list.childElementCount > MAX_EVENTS) list.lastElementChild!.remove();
+}
 
 /** Draws a result's frame (its preview) and its masks together; a newer result wins. A prompt
  * update's result is on the frame already shown: its preview is not decoded again. */
@@ -139,9 +158,12 @@ async function draw(result: FrameResult): Promise<void> {
     frameCanvas.getContext("2d")!.drawImage(bitmap, 0, 0, result.width, result.height);
     framesDrawn++;
   }
+  const resized = overlay.width !== result.width || overlay.height !== result.height;
   drawOverlay(overlay, result.width, result.height, drawables(result, chosen));
-  drawPrompts();
+  // The points are in frame pixels: they move only when the frame's size does.
+  if (resized) drawPrompts();
   latency.shown(result.promptRevision, result.timing);
+  flushEvents();
   const age = result.timestampUs > 0n ? `${Math.max(0, Date.now() - Number(result.timestampUs) / 1000).toFixed(0)} ms` : "n/a";
   $("frame-info").textContent = `frame ${result.frameId} · age ${age} · dropped ${result.framesDropped} · revision ${result.promptRevision} · ${result.objects.length} objects`;
   renderObjects();
