@@ -2,8 +2,9 @@
 //! against a real `samstream serve --viewer --auth-token-file` reading a real RTSP camera: the
 //! page refuses to work without the token and works with it, draws the camera's frames, turns
 //! clicks, shift-clicks and drags into prompts whose masks it draws, deletes objects, shows the
-//! server's stages and its own click-to-mask time, and reconnects with its prompts replayed when
-//! the server is killed and started again. Screenshots are kept under the target directory.
+//! server's stages and its own click-to-mask time, shows the field the server names when it
+//! refuses a point (and forgets that point), and reconnects with its prompts replayed when the
+//! server is killed and started again. Screenshots are kept under the target directory.
 
 mod common;
 
@@ -16,6 +17,8 @@ use common::process::ServerProcess;
 use common::rtsp::RtspCamera;
 
 const TOKEN: &str = "viewer-test-token";
+/// Clicks on one object, which is also the server's limit of points per object: one more is refused.
+const CLICKS: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_viewer_segments_a_live_camera_in_chromium() {
@@ -34,6 +37,8 @@ async fn the_viewer_segments_a_live_camera_in_chromium() {
         &sources.display().to_string(),
         "--auth-token-file",
         &tokens.display().to_string(),
+        "--max-points-per-object",
+        &CLICKS.to_string(),
     ]
     .iter()
     .map(|a| a.to_string())
@@ -45,7 +50,17 @@ async fn the_viewer_segments_a_live_camera_in_chromium() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/viewer_browser.py");
     let mut browser = Command::new(common::browser_python())
         .arg(script)
-        .args(["--url", &format!("http://127.0.0.1:{port}/"), "--token", TOKEN, "--source", "cam", "--out"])
+        .args([
+            "--url",
+            &format!("http://127.0.0.1:{port}/"),
+            "--token",
+            TOKEN,
+            "--source",
+            "cam",
+            "--clicks",
+            &CLICKS.to_string(),
+            "--out",
+        ])
         .arg(&screenshots)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -214,6 +214,13 @@ def run(page: Page, args) -> int:
     assert "click-to-mask p50" in page.text("rates"), page.text("rates")
     page.screenshot("viewer.png")
 
+    # One point more than the server allows (the test runs it with --max-points-per-object
+    # CLICKS): the page shows the server's reason, which names the field, and forgets the point,
+    # so that the prompts it replays after a reconnect are still accepted.
+    page.click(width * 0.5, height * 0.3)
+    page.wait("the point refused", lambda s: "prompts.upsert[0].points" in s["status"] and s["statusKind"] in ("error", "warn"))
+    page.wait("the refused point forgotten", lambda _s: f"#3 · {args.clicks} points" in page.text("objects"))
+
     # The server goes away and comes back: the page reconnects and replays its prompts.
     old_session = shown["sessionId"]
     print("restart", flush=True)

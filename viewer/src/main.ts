@@ -254,12 +254,25 @@ function watch(): void {
   void running.run();
 }
 
-function send(update: PromptUpdateInit | null): void {
+/** Makes a change to the prompts (`change` edits the book and says the update) and sends it. */
+function send(change: () => PromptUpdateInit | null): void {
+  const before = book.save();
+  const update = change();
   if (!update) return;
+  const revision = update.revision as bigint;
   // Clicks and drags are timed until their masks are drawn; removing objects is not.
-  if (update.upsert?.length) latency.clicked(update.revision as bigint);
+  if (update.upsert?.length) latency.clicked(revision);
   // Sent before anything is drawn. Without a session the update waits for the next one's replay.
-  session?.update(update).catch((error) => { if (session?.sessionId) showError(error); });
+  session?.update(update).catch((error) => {
+    if (!session?.sessionId) return;
+    showError(error);
+    // Refused (a point over the server's limit, say): the page forgets it too, or every later
+    // update and the replay after a reconnect would carry it and be refused as well.
+    if (ConnectError.from(error).code === Code.InvalidArgument && book.undo(before, revision)) {
+      renderObjects();
+      drawPrompts();
+    }
+  });
   renderObjects();
   // Only the points change now: the masks change with the result.
   drawPrompts();
@@ -280,9 +293,9 @@ overlay.addEventListener("mouseup", (event) => {
   pressed = null;
   const dragged = Math.hypot(end.x - start.x, end.y - start.y) > Math.max(6, overlay.width / 100);
   if (dragged) {
-    send(book.setBox({ x0: Math.min(start.x, end.x), y0: Math.min(start.y, end.y), x1: Math.max(start.x, end.x), y1: Math.max(start.y, end.y) }));
+    send(() => book.setBox({ x0: Math.min(start.x, end.x), y0: Math.min(start.y, end.y), x1: Math.max(start.x, end.x), y1: Math.max(start.y, end.y) }));
   } else {
-    send(book.addPoint(end.x, end.y, !(start.shift || event.shiftKey)));
+    send(() => book.addPoint(end.x, end.y, !(start.shift || event.shiftKey)));
   }
 });
 
@@ -291,8 +304,8 @@ $("disconnect").onclick = () => { session?.stop(); session = null; };
 $("refresh").onclick = () => { void loadModel(); void loadSources(); };
 $("token").onchange = () => { void loadModel(); void loadSources(); };
 $("new-object").onclick = () => { book.newObject(); renderObjects(); };
-$("delete-object").onclick = () => send(book.removeSelected());
-$("clear").onclick = () => { chosen.clear(); send(book.clear()); };
+$("delete-object").onclick = () => send(() => book.removeSelected());
+$("clear").onclick = () => { chosen.clear(); send(() => book.clear()); };
 for (const id of ["track", "multimask", "auto"]) $(id).onchange = () => { if (session) watch(); };
 
 /** What the page shows, for tests and for debugging from the console. */

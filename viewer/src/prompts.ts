@@ -9,6 +9,7 @@ export type PromptUpdateInit = MessageInitShape<typeof PromptUpdateSchema>;
 export interface Point { x: number; y: number; positive: boolean }
 export interface Box { x0: number; y0: number; x1: number; y1: number }
 export interface ObjectPrompts { id: number; points: Point[]; box?: Box }
+export interface SavedPrompts { objects: ObjectPrompts[]; selected: number | null }
 
 export class PromptBook {
   readonly objects = new Map<number, ObjectPrompts>();
@@ -56,6 +57,22 @@ export class PromptBook {
     const prompted = [...this.objects.values()].filter((o) => o.points.length > 0 || o.box);
     if (prompted.length === 0) return null;
     return { clear: true, upsert: prompted.map(toMessage), revision: this.bump() };
+  }
+
+  /** The objects as they are, to go back to if the server refuses the next update. */
+  save(): SavedPrompts {
+    const objects = [...this.objects.values()].map((o) => ({ ...o, points: [...o.points] }));
+    return { objects, selected: this.selected };
+  }
+
+  /** Back to `saved` after the server refused the update at `refused`, unless another update
+   * was made since (it was built on the refused one and says what the page shows now). */
+  undo(saved: SavedPrompts, refused: bigint): boolean {
+    if (this.revision !== refused) return false;
+    this.objects.clear();
+    for (const object of saved.objects) this.objects.set(object.id, object);
+    this.selected = saved.selected;
+    return true;
   }
 
   get lastRevision(): bigint {
