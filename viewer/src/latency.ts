@@ -71,6 +71,11 @@ export class Latency {
     return new Promise((resolve) => this.pending.push({ revision, at: performance.now(), resolve }));
   }
 
+  /** The server refused the update at `revision`: its click is not waiting for a mask. */
+  refused(revision: bigint): void {
+    this.pending = this.pending.filter((c) => c.resolve || c.revision !== revision);
+  }
+
   clicked(revision: bigint, at = performance.now()): void {
     this.pending.push({ revision, at });
   }

@@ -268,13 +268,18 @@ function send(change: () => PromptUpdateInit | null): void {
     showError(error);
     // Refused (a point over the server's limit, say): the page forgets it too, or every later
     // update and the replay after a reconnect would carry it and be refused as well.
-    if (ConnectError.from(error).code === Code.InvalidArgument && book.undo(before, revision)) {
-      renderObjects();
-      drawPrompts();
-    }
+    if (ConnectError.from(error).code !== Code.InvalidArgument) return;
+    // No mask will answer it: a later result must not count as this click's.
+    latency.refused(revision);
+    if (book.undo(before, revision)) showPrompts();
   });
-  renderObjects();
   // Only the points change now: the masks change with the result.
+  showPrompts();
+}
+
+/** The objects' list and their points, as the page's prompts are now. */
+function showPrompts(): void {
+  renderObjects();
   drawPrompts();
 }
 
